@@ -1,0 +1,26 @@
+import type { Knex } from 'knex';
+import type { Principal } from '@aiplat/plugin-sdk';
+
+export interface AuditEntry {
+  action: string;
+  plugin?: string;
+  actor?: Principal;
+  requestId?: string;
+  status?: number;
+  details: Record<string, unknown>;
+}
+
+/** Writes audit rows in the caller's transaction, so the change and its record commit together. */
+export class AuditWriter {
+  async write(db: Knex, entry: AuditEntry): Promise<void> {
+    await db('audit_log').insert({
+      action: entry.action,
+      plugin: entry.plugin ?? null,
+      actor_id: entry.actor?.id ?? null,
+      actor_name: entry.actor?.username ?? null,
+      request_id: entry.requestId ?? null,
+      status: entry.status ?? null,
+      details: JSON.stringify(entry.details),
+    });
+  }
+}

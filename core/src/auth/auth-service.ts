@@ -1,0 +1,127 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { AiplatError, type Logger, type Principal } from '@aiplat/plugin-sdk';
+import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords.js';
+import { deriveKey, hashToken, newRefreshToken, TokenService } from './tokens.js';
+
+export interface TokenPair {
+  accessToken: string;
+  refreshToken: string;
+  expiresIn: number;
+  tokenType: 'Bearer';
+}
+
+const REFRESH_TTL_SECONDS = 30 * 24 * 3600;
+
+/** Readable passwords for the generated admin password: no look-alike characters. */
+function generatePassword(): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
+  const bytes = randomBytes(20);
+  return [...bytes].map((b) => alphabet[b % alphabet.length]).join('');
+}
+
+/**
+ * Bootstrap sign-in: the first admin, password login, refresh and logout. The identity issue
+ * grows this into users, roles, OIDC and API tokens while keeping these shapes.
+ */
+export class AuthService {
+  private constructor(
+    private readonly db: Knex,
+    readonly tokens: TokenService,
+    private readonly logger: Logger,
+  ) {}
+
+  static async create(options: { db: Knex; secretKey?: string; accessTtl: number; logger: Logger }): Promise<AuthService> {
+    const key = options.secretKey ? deriveKey(options.secretKey, 'jwt') : await AuthService.storedKey(options.db);
+    return new AuthService(options.db, new TokenService(key, options.accessTtl), options.logger);
+  }
+
+  /** Without AIPLAT_SECRET_KEY the signing key is random, made once and kept in the database so every replica shares it. */
+  private static async storedKey(db: Knex): Promise<Uint8Array> {
+    await db('settings')
+      .insert({ key: 'auth.jwtKey', value: JSON.stringify(randomBytes(32).toString('base64')) })
+      .onConflict('key')
+      .ignore();
+    const row = (await db('settings').where({ key: 'auth.jwtKey' }).first('value')) as { value: string };
+    return new Uint8Array(Buffer.from(row.value, 'base64'));
+  }
+
+  /** First start: create `admin` with AIPLAT_ADMIN_PASSWORD, or a generated password printed once. */
+  async bootstrapAdmin(password: string | undefined): Promise<{ created: boolean; generatedPassword?: string }> {
+    const existing = await this.db('users').where({ username: 'admin' }).first('id');
+    if (existing) return { created: false };
+    const chosen = password ?? generatePassword();
+    const inserted = await this.db('users')
+      .insert({ id: randomUUID(), username: 'admin', password_hash: await hashPassword(chosen), roles: JSON.stringify(['admin']) })
+      .onConflict('username')
+      .ignore()
+      .returning('id');
+    if (inserted.length === 0) return { created: false };
+    return password ? { created: true } : { created: true, generatedPassword: chosen };
+  }
+
+  async login(db: Knex, username: string, password: string): Promise<TokenPair> {
+    const user = (await db('users').where({ username }).first()) as
+      | { id: string; username: string; password_hash: string | null; roles: string[]; disabled_at: Date | null }
+      | undefined;
+    if (!user || !user.password_hash) {
+      await burnPasswordCheck(password);
+      throw new AiplatError('invalid_credentials');
+    }
+    if (!(await verifyPassword(user.password_hash, password)) || user.disabled_at) {
+      throw new AiplatError('invalid_credentials');
+    }
+    return this.issue(db, user, randomUUID());
+  }
+
+  private async issue(db: Knex, user: { id: string; username: string; roles: string[] }, familyId: string): Promise<TokenPair> {
+    const refresh = newRefreshToken();
+    await db('refresh_tokens').insert({
+      id: randomUUID(),
+      user_id: user.id,
+      token_hash: refresh.hash,
+      family_id: familyId,
+      expires_at: new Date(Date.now() + REFRESH_TTL_SECONDS * 1000),
+    });
+    return {
+      accessToken: await this.tokens.signAccess(user),
+      refreshToken: refresh.token,
+      expiresIn: this.tokens.accessTtlSeconds,
+      tokenType: 'Bearer',
+    };
+  }
+
+  /**
+   * Rotate a refresh token. Presenting one that was already used revokes its whole family; that
+   * case is returned, not thrown, so the revocation commits with the request.
+   */
+  async refresh(db: Knex, refreshToken: string): Promise<TokenPair | AiplatError> {
+    const row = (await db('refresh_tokens').where({ token_hash: hashToken(refreshToken) }).first()) as
+      | { id: string; user_id: string; family_id: string; expires_at: Date; revoked_at: Date | null }
+      | undefined;
+    if (!row) throw new AiplatError('unauthenticated', 'The refresh token is not valid');
+    if (row.revoked_at) {
+      await db('refresh_tokens').where({ family_id: row.family_id }).whereNull('revoked_at').update({ revoked_at: db.fn.now() });
+      this.logger.warn({ userId: row.user_id }, 'reused refresh token: revoked its family');
+      return new AiplatError('unauthenticated', 'The refresh token was already used; sign in again');
+    }
+    if (new Date(row.expires_at).getTime() < Date.now()) throw new AiplatError('unauthenticated', 'The refresh token has expired; sign in again');
+    const user = (await db('users').where({ id: row.user_id }).whereNull('disabled_at').first()) as
+      | { id: string; username: string; roles: string[] }
+      | undefined;
+    if (!user) throw new AiplatError('unauthenticated', 'The account is disabled');
+    const updated = await db('refresh_tokens').where({ id: row.id }).whereNull('revoked_at').update({ revoked_at: db.fn.now() });
+    if (updated === 0) throw new AiplatError('unauthenticated', 'The refresh token was already used; sign in again');
+    return this.issue(db, user, row.family_id);
+  }
+
+  async logout(db: Knex, refreshToken: string): Promise<void> {
+    const row = (await db('refresh_tokens').where({ token_hash: hashToken(refreshToken) }).first('family_id')) as { family_id: string } | undefined;
+    if (row) await db('refresh_tokens').where({ family_id: row.family_id }).whereNull('revoked_at').update({ revoked_at: db.fn.now() });
+  }
+
+  authenticate = async (token: string | undefined): Promise<Principal | undefined> => {
+    if (!token) return undefined;
+    return this.tokens.verifyAccess(token);
+  };
+}

@@ -1,0 +1,33 @@
+import type { PermissionDeclaration, Principal } from '@aiplat/plugin-sdk';
+
+/** The core's own permissions. Plugins add theirs in their manifests. */
+export const corePermissions: PermissionDeclaration[] = [
+  { id: 'self:read', title: { en: 'See your own account', 'zh-CN': '查看自己的账户' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'plugins:read', title: { en: 'See installed plugins', 'zh-CN': '查看已安装插件' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'plugins:manage', title: { en: 'Enable, disable and configure plugins', 'zh-CN': '启用、停用和配置插件' }, defaultRoles: [] },
+  { id: 'audit:read', title: { en: 'Read the audit log', 'zh-CN': '查看审计日志' }, defaultRoles: [] },
+];
+
+/**
+ * Role → permissions from the declarations' default roles. `admin` holds every permission.
+ * The identity issue replaces this with stored roles; the check stays a pure function.
+ */
+export class PermissionIndex {
+  private byRole = new Map<string, Set<string>>();
+
+  rebuild(declarations: PermissionDeclaration[]): void {
+    const byRole = new Map<string, Set<string>>();
+    for (const permission of declarations) {
+      for (const role of permission.defaultRoles ?? []) {
+        if (!byRole.has(role)) byRole.set(role, new Set());
+        byRole.get(role)!.add(permission.id);
+      }
+    }
+    this.byRole = byRole;
+  }
+
+  can = (principal: Principal, permission: string): boolean => {
+    if (principal.roles.includes('admin')) return true;
+    return principal.roles.some((role) => this.byRole.get(role)?.has(permission) ?? false);
+  };
+}

@@ -1,0 +1,69 @@
+import { isAiplatError, json, reply, type RouteDefinition } from '@aiplat/plugin-sdk';
+import type { AuthService } from './auth-service.js';
+
+const tokenPairSchema = {
+  type: 'object',
+  properties: {
+    accessToken: { type: 'string' },
+    refreshToken: { type: 'string' },
+    expiresIn: { type: 'integer', description: 'seconds the access token lives' },
+    tokenType: { const: 'Bearer' },
+  },
+};
+
+export function authRoutes(auth: AuthService): RouteDefinition[] {
+  return [
+    {
+      method: 'POST',
+      path: '/auth/login',
+      summary: 'Sign in with a username and password',
+      tags: ['auth'],
+      public: { reason: 'signing in is how a caller gets credentials' },
+      body: json({
+        type: 'object',
+        required: ['username', 'password'],
+        properties: {
+          username: { type: 'string', minLength: 1, maxLength: 128 },
+          password: { type: 'string', minLength: 1, maxLength: 1024 },
+        },
+      }),
+      responses: { 200: { description: 'Tokens', schema: tokenPairSchema } },
+      handler: (ctx) => auth.login(ctx.db, ctx.body.username, ctx.body.password),
+    },
+    {
+      method: 'POST',
+      path: '/auth/refresh',
+      summary: 'Exchange a refresh token for new tokens (the old one stops working)',
+      tags: ['auth'],
+      public: { reason: 'the refresh token itself is the credential' },
+      body: json({ type: 'object', required: ['refreshToken'], properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } } }),
+      responses: { 200: { description: 'Tokens', schema: tokenPairSchema } },
+      handler: async (ctx) => {
+        const result = await auth.refresh(ctx.db, ctx.body.refreshToken);
+        if (isAiplatError(result)) {
+          return reply(result.status, { error: { code: result.code, message: result.message, requestId: ctx.requestId } });
+        }
+        return result;
+      },
+    },
+    {
+      method: 'POST',
+      path: '/auth/logout',
+      summary: 'Sign out: the refresh token and its family stop working',
+      tags: ['auth'],
+      public: { reason: 'the refresh token itself is the credential' },
+      body: json({ type: 'object', required: ['refreshToken'], properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } } }),
+      handler: async (ctx) => {
+        await auth.logout(ctx.db, ctx.body.refreshToken);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/auth/me',
+      summary: 'Who am I',
+      tags: ['auth'],
+      permission: 'self:read',
+      handler: (ctx) => ({ id: ctx.user!.id, username: ctx.user!.username, roles: ctx.user!.roles }),
+    },
+  ];
+}

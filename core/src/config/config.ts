@@ -1,0 +1,160 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Ajv } from 'ajv';
+import YAML from 'yaml';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface CoreConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  adminPassword: string | undefined;
+  secretKey: string | undefined;
+  logLevel: LogLevel;
+  publicUrl: string | undefined;
+  /** Folders scanned for plugins, each holding one plugin per sub-folder. */
+  pluginDirs: string[];
+  /** When set, `/metrics` requires `Authorization: Bearer <token>`. */
+  metricsToken: string | undefined;
+  /** Seconds an access token lives. */
+  accessTokenTtl: number;
+  /** Seconds a graceful shutdown waits for requests in flight. */
+  shutdownGrace: number;
+}
+
+/** One entry per setting: the environment variable, the key in the optional config file, and its schema. */
+const settings = {
+  port: { env: 'PORT', schema: { type: 'integer', minimum: 0, maximum: 65535 }, default: 8080 },
+  host: { env: 'HOST', schema: { type: 'string', minLength: 1 }, default: '0.0.0.0' },
+  dataDir: { env: 'AIPLAT_DATA_DIR', schema: { type: 'string', minLength: 1 }, default: './.aiplat-data' },
+  databaseUrl: { env: 'DATABASE_URL', schema: { type: 'string', pattern: '^postgres(ql)?://' }, default: undefined },
+  redisUrl: { env: 'REDIS_URL', schema: { type: 'string', pattern: '^rediss?://' }, default: undefined },
+  adminPassword: { env: 'AIPLAT_ADMIN_PASSWORD', schema: { type: 'string', minLength: 12 }, default: undefined },
+  secretKey: { env: 'AIPLAT_SECRET_KEY', schema: { type: 'string', minLength: 32 }, default: undefined },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    schema: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    default: 'info',
+  },
+  publicUrl: { env: 'PUBLIC_URL', schema: { type: 'string', pattern: '^https?://[^\\s/]+(/[^\\s]*)?$' }, default: undefined },
+  pluginDirs: {
+    env: 'AIPLAT_PLUGIN_DIRS',
+    schema: { type: 'array', items: { type: 'string', minLength: 1 } },
+    default: undefined,
+  },
+  metricsToken: { env: 'AIPLAT_METRICS_TOKEN', schema: { type: 'string', minLength: 16 }, default: undefined },
+  accessTokenTtl: { env: 'AIPLAT_ACCESS_TOKEN_TTL', schema: { type: 'integer', minimum: 30, maximum: 86400 }, default: 900 },
+  shutdownGrace: { env: 'AIPLAT_SHUTDOWN_GRACE', schema: { type: 'integer', minimum: 0, maximum: 600 }, default: 10 },
+} as const;
+
+type SettingKey = keyof typeof settings;
+
+/** Explanations a person can act on, keyed by setting. */
+const hints: Partial<Record<SettingKey, string>> = {
+  port: 'a TCP port number between 0 and 65535',
+  databaseUrl: 'a PostgreSQL URL such as postgres://user:pass@host:5432/aiplat',
+  redisUrl: 'a Redis URL such as redis://127.0.0.1:6379',
+  adminPassword: 'at least 12 characters',
+  secretKey: 'at least 32 characters (e.g. `openssl rand -base64 48`)',
+  logLevel: 'one of fatal, error, warn, info, debug, trace, silent',
+  publicUrl: 'the base URL users reach aiplat at, such as https://ai.example.com or https://example.com/aiplat',
+  pluginDirs: 'a list of folders separated by the path delimiter (":" on Linux and macOS)',
+  metricsToken: 'at least 16 characters',
+  accessTokenTtl: 'seconds between 30 and 86400',
+  shutdownGrace: 'seconds between 0 and 600',
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const ajv = new Ajv({ allErrors: true });
+
+function fromEnv(key: SettingKey, raw: string): unknown {
+  const schema = settings[key].schema as { type?: string };
+  if (schema.type === 'integer') return /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+  if (schema.type === 'array') return raw.split(path.delimiter).filter(Boolean);
+  return raw;
+}
+
+function shown(key: SettingKey, value: unknown): string {
+  if (key === 'adminPassword' || key === 'secretKey' || key === 'metricsToken') return '(hidden)';
+  if (key === 'databaseUrl' || key === 'redisUrl') return JSON.stringify(String(value).replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:••••@'));
+  return JSON.stringify(value);
+}
+
+/**
+ * Read the configuration from an optional file (`AIPLAT_CONFIG_FILE`, JSON or YAML, keys as in
+ * CoreConfig) and the environment (which wins), check every value and report all problems at once.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): CoreConfig {
+  const problems: string[] = [];
+  let file: Record<string, unknown> = {};
+  const configFile = env.AIPLAT_CONFIG_FILE;
+  if (configFile) {
+    const filePath = path.resolve(cwd, configFile);
+    if (!existsSync(filePath)) {
+      problems.push(`AIPLAT_CONFIG_FILE: ${filePath} does not exist`);
+    } else {
+      try {
+        const parsed: unknown = YAML.parse(readFileSync(filePath, 'utf8'));
+        if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) file = parsed as Record<string, unknown>;
+        else problems.push(`AIPLAT_CONFIG_FILE: ${filePath} must hold an object of settings`);
+      } catch (error) {
+        problems.push(`AIPLAT_CONFIG_FILE: ${filePath} is not valid JSON or YAML: ${(error as Error).message}`);
+      }
+      for (const key of Object.keys(file)) {
+        if (!(key in settings)) problems.push(`${filePath}: unknown setting "${key}" (known: ${Object.keys(settings).join(', ')})`);
+      }
+    }
+  }
+
+  const values: Record<string, unknown> = {};
+  for (const key of Object.keys(settings) as SettingKey[]) {
+    const setting = settings[key];
+    const rawEnv = env[setting.env];
+    let value: unknown = setting.default;
+    let source = 'default';
+    if (key in file) {
+      value = file[key];
+      source = `${configFile} (${key})`;
+    }
+    if (rawEnv !== undefined && rawEnv !== '') {
+      value = fromEnv(key, rawEnv);
+      source = setting.env;
+    }
+    if (value !== undefined && !ajv.validate(setting.schema, value)) {
+      const hint = hints[key] ? `: expected ${hints[key]}` : `: ${ajv.errorsText(ajv.errors)}`;
+      problems.push(`${source === 'default' ? setting.env : source} is ${shown(key, value)}${hint}`);
+    }
+    values[key] = value;
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const dataDir = path.resolve(cwd, values.dataDir as string);
+  const pluginDirs = (values.pluginDirs as string[] | undefined)?.map((d) => path.resolve(cwd, d));
+  return {
+    ...(values as unknown as CoreConfig),
+    dataDir,
+    pluginDirs: pluginDirs ?? defaultPluginDirs(dataDir),
+    publicUrl: (values.publicUrl as string | undefined)?.replace(/\/+$/, ''),
+  };
+}
+
+/** The repository's own `plugins/` and `examples/` (trusted by location) and the data folder's `installed/`. */
+export function defaultPluginDirs(dataDir: string): string[] {
+  const repoRoot = path.resolve(import.meta.dirname, '../../..');
+  return [path.join(repoRoot, 'plugins'), path.join(repoRoot, 'examples'), path.join(dataDir, 'installed')];
+}
+
+/** The path prefix of PUBLIC_URL (`/aiplat` for https://example.com/aiplat), or '' when served at the root. */
+export function basePath(config: Pick<CoreConfig, 'publicUrl'>): string {
+  if (!config.publicUrl) return '';
+  return new URL(config.publicUrl).pathname.replace(/\/+$/, '');
+}

@@ -1,0 +1,551 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Knex } from 'knex';
+import Router from '@koa/router';
+import compose from 'koa-compose';
+import type { Middleware } from 'koa';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  AiplatError,
+  coreHooks,
+  coreServices,
+  isDefinedPlugin,
+  pluginTablePrefix,
+  type DefinedPlugin,
+  type Logger,
+  type PlatformInfo,
+  type PluginContext,
+  type PluginManifest,
+  type PluginMigration,
+  type PluginRegisterEnv,
+  type RouteDefinition,
+  type ServiceRef,
+} from '@aiplat/plugin-sdk';
+import { discoverPlugins, type DiscoveredPlugin } from './manifest.js';
+import { dependentsClosure, planStartOrder } from './order.js';
+import type { KernelHooks } from './hooks.js';
+import { compileRoute, type RequestState, type RouteRuntime } from '../http/route-contract.js';
+import { configValidator } from '../http/validation.js';
+import { migrationSource } from '../db/migrations.js';
+import { outsideRequest } from '../db/request-scope.js';
+
+export type PluginState = 'enabled' | 'disabled' | 'failed';
+
+export interface PluginStatus {
+  id: string;
+  version: string;
+  displayName?: PluginManifest['displayName'];
+  state: PluginState;
+  reason?: string;
+  dependencies: string[];
+  optionalDependencies: string[];
+  dependents: string[];
+  aliases: string[];
+  source: string;
+}
+
+interface PluginRecord {
+  found: DiscoveredPlugin;
+  id: string;
+  manifest?: PluginManifest;
+  state: PluginState;
+  reason?: string;
+  /** Failures found before any code ran (manifest, order) are final until the files change. */
+  staticFailure: boolean;
+  definition?: DefinedPlugin;
+  routes: RouteDefinition[];
+  migrations: PluginMigration[];
+  services: { ref: ServiceRef<unknown>; factory: (ctx: PluginContext) => unknown }[];
+  router?: Middleware<RequestState>;
+  aliasRouters: Map<string, Middleware<RequestState>>;
+  mountedAliases: string[];
+  context?: PluginContext;
+  registered: boolean;
+  migrated: boolean;
+}
+
+/** Path prefixes the core keeps for itself; a plugin alias may not take them. */
+const RESERVED_PREFIXES = ['/api', '/metrics', '/_remotes', '/assets', '/health', '/login'];
+
+export interface KernelOptions {
+  pluginDirs: string[];
+  db: Knex;
+  logger: Logger;
+  hooks: KernelHooks;
+  container: DependencyContainer;
+  platform: PlatformInfo;
+  routeRuntime: RouteRuntime;
+  corePermissions: ReadonlySet<string>;
+}
+
+/**
+ * The plugin kernel: discovery, manifest checks, start order, register → start → stop, and
+ * enable / disable at run time. A failing plugin is marked failed with its reason; the core and
+ * the other plugins keep running.
+ */
+export class Kernel {
+  private readonly plugins = new Map<string, PluginRecord>();
+  private order: string[] = [];
+  private readonly aliases = new Map<string, string>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: KernelOptions) {}
+
+  isActive = (id: string): boolean => id === 'core' || this.plugins.get(id)?.state === 'enabled';
+
+  /** Discover, order, register every plugin and start those that are enabled. */
+  async boot(): Promise<void> {
+    const found = discoverPlugins(this.options.pluginDirs);
+    for (const plugin of found) {
+      this.plugins.set(plugin.id, {
+        found: plugin,
+        id: plugin.id,
+        manifest: plugin.manifest,
+        state: plugin.problem ? 'failed' : 'disabled',
+        reason: plugin.problem,
+        staticFailure: plugin.problem !== undefined,
+        routes: [],
+        migrations: [],
+        services: [],
+        aliasRouters: new Map(),
+        mountedAliases: [],
+        registered: false,
+        migrated: false,
+      });
+    }
+    const valid = [...this.plugins.values()].filter((p) => p.manifest);
+    const plan = planStartOrder(
+      valid.map((p) => ({
+        id: p.id,
+        version: p.manifest!.version,
+        requires: p.manifest!.dependencies ?? {},
+        optional: p.manifest!.optionalDependencies ?? {},
+      })),
+    );
+    for (const [id, reason] of plan.failed) this.fail(this.plugins.get(id)!, reason, true);
+    this.order = plan.order;
+
+    const stored = new Map(
+      (await this.options.db('plugin_states').select('id', 'enabled')).map((row: { id: string; enabled: boolean }) => [row.id, row.enabled]),
+    );
+    for (const id of this.order) {
+      const record = this.plugins.get(id)!;
+      const blocked = this.requires(id).find((dep) => this.plugins.get(dep)?.state === 'failed');
+      if (blocked) {
+        this.fail(record, `depends on failed plugin "${blocked}"`, false);
+        continue;
+      }
+      if (!(await this.load(record))) continue;
+      if (stored.get(id) === false) {
+        record.state = 'disabled';
+        record.reason = 'disabled by an administrator';
+        continue;
+      }
+      const disabledDep = this.requires(id).find((dep) => this.plugins.get(dep)?.state !== 'enabled');
+      if (disabledDep) {
+        record.state = 'disabled';
+        record.reason = `needs "${disabledDep}", which is not enabled`;
+        continue;
+      }
+      await this.start(record);
+    }
+    for (const record of this.plugins.values()) {
+      if (record.state === 'failed') this.options.logger.error({ plugin: record.id, reason: record.reason }, 'plugin failed');
+    }
+  }
+
+  private requires(id: string): string[] {
+    return Object.keys(this.plugins.get(id)?.manifest?.dependencies ?? {});
+  }
+
+  private fail(record: PluginRecord, reason: string, staticFailure: boolean): void {
+    record.state = 'failed';
+    record.reason = reason;
+    record.staticFailure = staticFailure;
+  }
+
+  /** Import the backend and collect its declarations. */
+  private async load(record: PluginRecord): Promise<boolean> {
+    if (record.registered) return true;
+    const manifest = record.manifest!;
+    let definition: DefinedPlugin | undefined;
+    if (manifest.backend) {
+      const entry = path.resolve(record.found.dir, manifest.backend.entry);
+      try {
+        const mod = (await import(pathToFileURL(entry).href)) as { default?: unknown };
+        if (!isDefinedPlugin(mod.default)) {
+          this.fail(record, `${manifest.backend.entry} must export default definePlugin({ register(env) { ... } })`, true);
+          return false;
+        }
+        definition = mod.default;
+      } catch (error) {
+        this.fail(record, `${manifest.backend.entry} failed to load: ${(error as Error).message}`, true);
+        return false;
+      }
+    }
+    record.definition = definition;
+    const declared = { hooks: [] as string[], points: [] as string[] };
+    const allowedOwners = new Set(['core', record.id, ...this.requires(record.id), ...Object.keys(manifest.optionalDependencies ?? {})]);
+    const hooks = this.options.hooks;
+    const checkOwner = (refId: string) => {
+      const owner = hooks.hookOwner(refId);
+      if (owner && !allowedOwners.has(owner)) {
+        throw new Error(`"${refId}" belongs to plugin ${owner}; add it to "dependencies" in aiplat-plugin.json`);
+      }
+    };
+    const env: PluginRegisterEnv = {
+      id: record.id,
+      manifest,
+      route: (route) => void record.routes.push(route),
+      declareHook: (ref) => {
+        if (!ref.id.startsWith(`${record.id}.`)) throw new Error(`hook "${ref.id}" must be named "${record.id}.<name>"`);
+        hooks.declareHook(ref, record.id);
+        declared.hooks.push(ref.id);
+      },
+      declareExtensionPoint: (ref) => {
+        if (!ref.id.startsWith(`${record.id}.`)) throw new Error(`extension point "${ref.id}" must be named "${record.id}.<name>"`);
+        hooks.declareExtensionPoint(ref, record.id);
+        declared.points.push(ref.id);
+      },
+      tap: (ref, fn, options) => {
+        checkOwner(ref.id);
+        hooks.tap(ref, record.id, fn, options);
+      },
+      contribute: (ref, item) => {
+        checkOwner(ref.id);
+        hooks.contribute(ref, record.id, item);
+      },
+      provideService: (ref, factory) => {
+        if (!ref.id.startsWith(`${record.id}.`)) throw new Error(`service "${ref.id}" must be named "${record.id}.<name>"`);
+        record.services.push({ ref, factory: factory as (ctx: PluginContext) => unknown });
+      },
+      migrations: (list) => void record.migrations.push(...list),
+    };
+    try {
+      definition?.register(env);
+      const permissions = new Set([
+        ...this.options.corePermissions,
+        ...(manifest.permissions ?? []).map((p) => p.id),
+        ...this.requires(record.id).flatMap((dep) => (this.plugins.get(dep)?.manifest?.permissions ?? []).map((p) => p.id)),
+      ]);
+      const router = new Router<RequestState>({ prefix: `/api/plugins/${record.id}` });
+      const aliasRouters = (manifest.http?.aliases ?? []).map((alias) => [alias, new Router<RequestState>({ prefix: alias })] as const);
+      for (const route of record.routes) {
+        const middleware = compileRoute(route, { id: record.id, permissions, context: () => record.context }, this.options.routeRuntime);
+        const method = route.method.toLowerCase() as 'get';
+        router[method](route.path, middleware);
+        for (const [, aliasRouter] of aliasRouters) aliasRouter[method](route.path, middleware);
+      }
+      record.router = routerMiddleware(router);
+      for (const [alias, aliasRouter] of aliasRouters) record.aliasRouters.set(alias, routerMiddleware(aliasRouter));
+    } catch (error) {
+      this.fail(record, `register failed: ${(error as Error).message}`, true);
+      return false;
+    }
+    record.registered = true;
+    return true;
+  }
+
+  private context(record: PluginRecord, config: Record<string, unknown>): PluginContext {
+    const logger = this.options.logger.child({ plugin: record.id });
+    const child = this.options.container.createChildContainer();
+    child.register(coreServices.logger.id, { useValue: logger });
+    const allowed = new Set([...this.requires(record.id), ...Object.keys(record.manifest?.optionalDependencies ?? {}), record.id]);
+    return {
+      id: record.id,
+      manifest: record.manifest!,
+      logger,
+      config,
+      db: this.options.db,
+      hooks: this.options.hooks,
+      platform: this.options.platform,
+      service: <T>(ref: ServiceRef<T>): T => {
+        const owner = ref.id.split('.')[0]!;
+        if (owner !== 'core' && !allowed.has(owner)) {
+          throw new AiplatError('internal', `plugin ${record.id} uses service "${ref.id}" without depending on plugin ${owner}`);
+        }
+        if (owner !== 'core' && !this.isActive(owner)) {
+          throw new AiplatError('unavailable', `service "${ref.id}" is unavailable: plugin ${owner} is not enabled`);
+        }
+        if (!child.isRegistered(ref.id, true)) throw new AiplatError('internal', `service "${ref.id}" is not provided by anyone`);
+        return child.resolve<T>(ref.id);
+      },
+    };
+  }
+
+  private async readConfig(record: PluginRecord): Promise<Record<string, unknown>> {
+    const row = (await this.options.db('plugin_states').where({ id: record.id }).first('config')) as { config?: Record<string, unknown> } | undefined;
+    const schema = record.manifest?.config ?? { type: 'object' };
+    const result = configValidator(schema)(row?.config ?? {});
+    if (!result.ok) throw new Error(`its settings do not match its config schema: ${result.message}`);
+    return result.value;
+  }
+
+  private async migrate(record: PluginRecord): Promise<void> {
+    if (record.migrated || record.migrations.length === 0) {
+      record.migrated = true;
+      return;
+    }
+    const db = this.options.db;
+    const prefix = pluginTablePrefix(record.id);
+    const tables = async () =>
+      new Set(
+        (await db('information_schema.tables').where({ table_schema: 'public' }).select('table_name')).map(
+          (r: { table_name: string }) => r.table_name,
+        ),
+      );
+    const before = await tables();
+    await db.migrate.latest({ migrationSource: migrationSource(record.migrations), tableName: `${prefix}migrations` });
+    const stray = [...(await tables())].filter((t) => !before.has(t) && !t.startsWith(prefix));
+    if (stray.length > 0) throw new Error(`its migrations created tables without the prefix "${prefix}": ${stray.join(', ')}`);
+    record.migrated = true;
+  }
+
+  /** Run migrations and start; a throw marks the plugin failed and leaves everything else running. */
+  private async start(record: PluginRecord): Promise<boolean> {
+    try {
+      const config = await this.readConfig(record);
+      await this.migrate(record);
+      const ctx = this.context(record, config);
+      record.context = ctx;
+      for (const { ref, factory } of record.services) {
+        const value = await factory(ctx);
+        this.options.container.register(ref.id, { useValue: value });
+      }
+      await record.definition?.start?.(ctx);
+    } catch (error) {
+      this.fail(record, `start failed: ${(error as Error).message}`, false);
+      this.options.logger.error({ plugin: record.id, err: error }, 'plugin failed to start');
+      return false;
+    }
+    record.state = 'enabled';
+    record.reason = undefined;
+    this.mountAliases(record);
+    await this.options.hooks.call(coreHooks.pluginStarted, { id: record.id, version: record.manifest!.version });
+    this.options.logger.info({ plugin: record.id, version: record.manifest!.version }, 'plugin started');
+    return true;
+  }
+
+  private async stop(record: PluginRecord, reason: string): Promise<void> {
+    if (record.state !== 'enabled') return;
+    record.state = 'disabled';
+    record.reason = reason;
+    this.unmountAliases(record);
+    try {
+      await record.definition?.stop?.(record.context!);
+    } catch (error) {
+      this.options.logger.error({ plugin: record.id, err: error }, 'plugin stop failed');
+    }
+    await this.options.hooks.call(coreHooks.pluginStopped, { id: record.id, version: record.manifest!.version });
+    this.options.logger.info({ plugin: record.id }, 'plugin stopped');
+  }
+
+  private mountAliases(record: PluginRecord): void {
+    const conflicts: string[] = [];
+    for (const alias of record.aliasRouters.keys()) {
+      const reserved = RESERVED_PREFIXES.find((p) => alias === p || alias.startsWith(`${p}/`));
+      const holder = this.aliases.get(alias);
+      if (reserved) conflicts.push(`alias ${alias} is reserved by the core`);
+      else if (holder && holder !== record.id) conflicts.push(`alias ${alias} is already claimed by ${holder}`);
+      else {
+        this.aliases.set(alias, record.id);
+        record.mountedAliases.push(alias);
+      }
+    }
+    if (conflicts.length > 0) {
+      record.reason = `${conflicts.join('; ')} (not mounted)`;
+      this.options.logger.warn({ plugin: record.id, conflicts }, 'plugin aliases not mounted');
+    }
+  }
+
+  private unmountAliases(record: PluginRecord): void {
+    for (const alias of record.mountedAliases) if (this.aliases.get(alias) === record.id) this.aliases.delete(alias);
+    record.mountedAliases = [];
+  }
+
+  /** Serialize lifecycle changes: one enable/disable at a time. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private get(id: string): PluginRecord {
+    const record = this.plugins.get(id);
+    if (!record) throw new AiplatError('plugin_not_found', `No plugin "${id}" is installed`, { id });
+    return record;
+  }
+
+  private enabledDependents(id: string): string[] {
+    const all = [...this.plugins.keys()];
+    return dependentsClosure(id, (other) => this.requires(other), all).filter((d) => this.plugins.get(d)?.state === 'enabled');
+  }
+
+  private dependencyClosure(id: string): string[] {
+    const result: string[] = [];
+    const visit = (target: string) => {
+      for (const dep of this.requires(target)) {
+        if (!result.includes(dep)) {
+          visit(dep);
+          result.push(dep);
+        }
+      }
+    };
+    visit(id);
+    return result;
+  }
+
+  /**
+   * Plan a disable: the plugins to stop, dependents first. Without cascade, enabled dependents
+   * make it a 409 that names them.
+   */
+  planDisable(id: string, cascade: boolean): string[] {
+    const record = this.get(id);
+    const dependents = this.enabledDependents(id);
+    if (dependents.length > 0 && !cascade) {
+      throw new AiplatError(
+        'plugin_has_dependents',
+        `Cannot disable ${id}: enabled plugins depend on it: ${dependents.join(', ')}. Disable them first or use ?cascade=true`,
+        { id, dependents },
+      );
+    }
+    return [...dependents, ...(record.state === 'enabled' ? [id] : [])];
+  }
+
+  /** Plan an enable: the plugins to start, dependencies first. */
+  planEnable(id: string, cascade: boolean): string[] {
+    const record = this.get(id);
+    if (record.state === 'failed' && record.staticFailure) {
+      throw new AiplatError('plugin_failed', `Cannot enable ${id}: ${record.reason ?? 'it failed to load'}`, { id, reason: record.reason });
+    }
+    const deps = this.dependencyClosure(id).filter((d) => this.plugins.get(d)?.state !== 'enabled');
+    const unusable = deps.filter((d) => this.plugins.get(d)?.staticFailure);
+    if (unusable.length > 0) {
+      throw new AiplatError('plugin_dependencies_disabled', `Cannot enable ${id}: its dependencies failed to load: ${unusable.join(', ')}`, { id, dependencies: unusable });
+    }
+    if (deps.length > 0 && !cascade) {
+      throw new AiplatError(
+        'plugin_dependencies_disabled',
+        `Cannot enable ${id}: it needs ${deps.join(', ')}, which ${deps.length === 1 ? 'is' : 'are'} not enabled. Enable ${deps.length === 1 ? 'it' : 'them'} first or use ?cascade=true`,
+        { id, dependencies: deps },
+      );
+    }
+    return [...deps, ...(record.state === 'enabled' ? [] : [id])];
+  }
+
+  /** Record the wanted state in the caller's transaction (the request's, so it commits with its audit row). */
+  async persist(db: Knex, ids: string[], enabled: boolean): Promise<void> {
+    for (const id of ids) {
+      await db('plugin_states')
+        .insert({ id, enabled, updated_at: db.fn.now() })
+        .onConflict('id')
+        .merge(['enabled', 'updated_at']);
+    }
+  }
+
+  /** Stop the planned plugins (dependents first). Runs outside any request transaction. */
+  applyDisable(ids: string[]): Promise<void> {
+    return this.exclusive(() =>
+      outsideRequest(async () => {
+        for (const id of ids) await this.stop(this.get(id), 'disabled by an administrator');
+      }),
+    );
+  }
+
+  /** Start the planned plugins (dependencies first); a failure stops the chain at that plugin. */
+  applyEnable(ids: string[]): Promise<void> {
+    return this.exclusive(() =>
+      outsideRequest(async () => {
+        for (const id of ids) {
+          const record = this.get(id);
+          if (record.state === 'enabled') continue;
+          if (!(await this.load(record)) || !(await this.start(record))) break;
+        }
+      }),
+    );
+  }
+
+  /** Stop everything, dependents before their dependencies. */
+  async stopAll(): Promise<void> {
+    await this.exclusive(async () => {
+      for (const id of [...this.order].reverse()) {
+        const record = this.plugins.get(id);
+        if (record) await this.stop(record, 'core shutting down');
+      }
+    });
+  }
+
+  status(id: string): PluginStatus {
+    const record = this.get(id);
+    const manifest = record.manifest;
+    return {
+      id: record.id,
+      version: manifest?.version ?? record.found.version,
+      displayName: manifest?.displayName,
+      state: record.state,
+      ...(record.reason ? { reason: record.reason } : {}),
+      dependencies: Object.keys(manifest?.dependencies ?? {}),
+      optionalDependencies: Object.keys(manifest?.optionalDependencies ?? {}),
+      dependents: [...this.plugins.keys()].filter((other) => this.requires(other).includes(id)).sort(),
+      aliases: record.mountedAliases,
+      source: record.found.dir,
+    };
+  }
+
+  list(): PluginStatus[] {
+    return [...this.plugins.keys()].sort().map((id) => this.status(id));
+  }
+
+  /** Manifests of enabled plugins (for permissions and, later, UI contributions). */
+  manifests(): PluginManifest[] {
+    return [...this.plugins.values()].filter((p) => p.manifest && p.state === 'enabled').map((p) => p.manifest!);
+  }
+
+  allManifests(): PluginManifest[] {
+    return [...this.plugins.values()].filter((p) => p.manifest).map((p) => p.manifest!);
+  }
+
+  routesOf(): { plugin: string; routes: RouteDefinition[]; aliases: string[] }[] {
+    return [...this.plugins.values()]
+      .filter((p) => p.state === 'enabled')
+      .map((p) => ({ plugin: p.id, routes: p.routes, aliases: p.mountedAliases }));
+  }
+
+  /** Koa middleware serving `/api/plugins/<id>/...` and mounted aliases; disabled plugins answer 404 at once. */
+  dispatcher(): Middleware<RequestState> {
+    return async (ctx, next) => {
+      const match = /^\/api\/plugins\/([^/]+)(?:\/|$)/.exec(ctx.path);
+      if (match) {
+        const id = decodeURIComponent(match[1]!);
+        const record = this.plugins.get(id);
+        if (!record) throw new AiplatError('plugin_not_found', `No plugin "${id}" is installed`, { id });
+        if (record.state !== 'enabled' || !record.router) {
+          throw new AiplatError('not_found', `Plugin "${id}" is ${record.state}`, { id, state: record.state });
+        }
+        ctx.state.plugin = id;
+        return record.router(ctx, next);
+      }
+      if (this.aliases.size > 0) {
+        const alias = /^\/[^/]+/.exec(ctx.path)?.[0];
+        const owner = alias ? this.aliases.get(alias) : undefined;
+        const record = owner ? this.plugins.get(owner) : undefined;
+        if (alias && record?.state === 'enabled') {
+          ctx.state.plugin = record.id;
+          return record.aliasRouters.get(alias)!(ctx, next);
+        }
+      }
+      return next();
+    };
+  }
+}
+
+function routerMiddleware(router: Router<RequestState>): Middleware<RequestState> {
+  return compose([
+    router.routes() as unknown as Middleware<RequestState>,
+    router.allowedMethods({
+      throw: true,
+      methodNotAllowed: () => new AiplatError('method_not_allowed'),
+      notImplemented: () => new AiplatError('method_not_allowed'),
+    }) as unknown as Middleware<RequestState>,
+  ]);
+}

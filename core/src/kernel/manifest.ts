@@ -1,0 +1,91 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { Ajv } from 'ajv';
+import semver from 'semver';
+import { MANIFEST_FILE, manifestSchema, PLUGIN_API_VERSION, type PluginManifest } from '@aiplat/plugin-sdk';
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validateManifest = ajv.compile(manifestSchema);
+
+export interface DiscoveredPlugin {
+  dir: string;
+  manifestPath: string;
+  /** Set when the manifest is valid. */
+  manifest?: PluginManifest;
+  /** The id, from the manifest if valid, else the best guess (folder name). */
+  id: string;
+  version: string;
+  /** Why this plugin cannot load, naming the file and field. */
+  problem?: string;
+}
+
+function relative(file: string): string {
+  const rel = path.relative(process.cwd(), file);
+  return rel.startsWith('..') ? file : rel;
+}
+
+/** Read and check one plugin folder's manifest without running any of its code. */
+export function readManifest(dir: string): DiscoveredPlugin {
+  const manifestPath = path.join(dir, MANIFEST_FILE);
+  const base: DiscoveredPlugin = { dir, manifestPath, id: path.basename(dir), version: '0.0.0' };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  } catch (error) {
+    return { ...base, problem: `${relative(manifestPath)} cannot be read as JSON: ${(error as Error).message}` };
+  }
+  if (raw && typeof raw === 'object' && typeof (raw as { id?: unknown }).id === 'string') base.id = (raw as { id: string }).id;
+  if (raw && typeof raw === 'object' && typeof (raw as { version?: unknown }).version === 'string') base.version = (raw as { version: string }).version;
+  if (!validateManifest(raw)) {
+    const problems = (validateManifest.errors ?? []).map((e) => {
+      const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
+      const extra = e.keyword === 'additionalProperties' ? ` "${String((e.params as { additionalProperty: string }).additionalProperty)}"` : '';
+      const missing = e.keyword === 'required' ? ` "${String((e.params as { missingProperty: string }).missingProperty)}"` : '';
+      return `${field}: ${e.message ?? 'is not valid'}${extra}${missing}`;
+    });
+    return { ...base, problem: `${relative(manifestPath)} is not a valid plugin manifest: ${problems.join('; ')}` };
+  }
+  const manifest = raw as PluginManifest;
+  const range = manifest.engines.aiplat;
+  if (!semver.validRange(range)) {
+    return { ...base, problem: `${relative(manifestPath)}: engines.aiplat "${range}" is not a semver range` };
+  }
+  if (!semver.satisfies(PLUGIN_API_VERSION, range)) {
+    return {
+      ...base,
+      problem: `${relative(manifestPath)}: engines.aiplat "${range}" does not accept this core's plugin API ${PLUGIN_API_VERSION}`,
+    };
+  }
+  if (manifest.backend) {
+    const entry = path.resolve(dir, manifest.backend.entry);
+    if (!entry.startsWith(dir + path.sep)) {
+      return { ...base, problem: `${relative(manifestPath)}: backend.entry "${manifest.backend.entry}" points outside the plugin folder` };
+    }
+    if (!existsSync(entry)) {
+      return { ...base, problem: `${relative(manifestPath)}: backend.entry "${manifest.backend.entry}" does not exist` };
+    }
+  }
+  return { ...base, manifest };
+}
+
+/** Every folder holding an `aiplat-plugin.json` directly under one of `dirs`. Later duplicates of an id are refused. */
+export function discoverPlugins(dirs: string[]): DiscoveredPlugin[] {
+  const found: DiscoveredPlugin[] = [];
+  const seen = new Map<string, string>();
+  for (const root of dirs) {
+    if (!existsSync(root)) continue;
+    for (const name of readdirSync(root).sort()) {
+      const dir = path.join(root, name);
+      if (!statSync(dir).isDirectory() || !existsSync(path.join(dir, MANIFEST_FILE))) continue;
+      const plugin = readManifest(dir);
+      const first = seen.get(plugin.id);
+      if (first) {
+        found.push({ ...plugin, id: `${plugin.id}@${relative(dir)}`, manifest: undefined, problem: `${relative(plugin.manifestPath)}: plugin id "${plugin.id}" is already used by ${relative(first)}` });
+        continue;
+      }
+      seen.set(plugin.id, dir);
+      found.push(plugin);
+    }
+  }
+  return found;
+}

@@ -1,0 +1,92 @@
+import type { RouteDefinition } from '@aiplat/plugin-sdk';
+import type { Kernel } from './kernel.js';
+
+const idParams = {
+  type: 'object',
+  properties: { id: { type: 'string', minLength: 1, maxLength: 100 } },
+};
+const cascadeQuery = {
+  type: 'object',
+  properties: { cascade: { type: 'boolean', default: false, description: 'also disable enabled dependents (or enable disabled dependencies)' } },
+};
+
+const statusSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    version: { type: 'string' },
+    state: { enum: ['enabled', 'disabled', 'failed'] },
+    reason: { type: 'string' },
+    dependencies: { type: 'array', items: { type: 'string' } },
+    dependents: { type: 'array', items: { type: 'string' } },
+  },
+};
+
+/** The run-time plugin admin API. */
+export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
+  return [
+    {
+      method: 'GET',
+      path: '/plugins',
+      summary: 'List plugins with their state',
+      tags: ['plugins'],
+      permission: 'plugins:read',
+      query: { type: 'object', properties: { state: { enum: ['enabled', 'disabled', 'failed'] } } },
+      responses: { 200: { description: 'Plugins', schema: { type: 'object', properties: { items: { type: 'array', items: statusSchema }, nextCursor: { type: 'null' } } } } },
+      handler: (ctx) => ({
+        items: kernel.list().filter((p) => !ctx.query.state || p.state === ctx.query.state),
+        nextCursor: null,
+      }),
+    },
+    {
+      method: 'GET',
+      path: '/plugins/:id',
+      summary: 'One plugin',
+      tags: ['plugins'],
+      permission: 'plugins:read',
+      params: idParams,
+      responses: { 200: { description: 'The plugin', schema: statusSchema } },
+      handler: (ctx) => kernel.status(ctx.params.id),
+    },
+    {
+      method: 'POST',
+      path: '/plugins/:id/disable',
+      summary: 'Disable a plugin at run time (409 while enabled plugins depend on it, unless cascade)',
+      tags: ['plugins'],
+      permission: 'plugins:manage',
+      params: idParams,
+      query: cascadeQuery,
+      body: { mode: 'none' },
+      handler: async (ctx) => {
+        const ids = kernel.planDisable(ctx.params.id, ctx.query.cascade);
+        await kernel.persist(ctx.db, ids.length > 0 ? ids : [ctx.params.id], false);
+        const response: { changed: string[]; items: unknown[] } = { changed: ids, items: [] };
+        ctx.afterCommit(async () => {
+          await kernel.applyDisable(ids);
+          response.items = [ctx.params.id, ...ids.filter((i) => i !== ctx.params.id)].map((i) => kernel.status(i));
+        });
+        return response;
+      },
+    },
+    {
+      method: 'POST',
+      path: '/plugins/:id/enable',
+      summary: 'Enable a plugin at run time (409 while its dependencies are disabled, unless cascade)',
+      tags: ['plugins'],
+      permission: 'plugins:manage',
+      params: idParams,
+      query: cascadeQuery,
+      body: { mode: 'none' },
+      handler: async (ctx) => {
+        const ids = kernel.planEnable(ctx.params.id, ctx.query.cascade);
+        await kernel.persist(ctx.db, ids.length > 0 ? ids : [ctx.params.id], true);
+        const response: { changed: string[]; items: unknown[] } = { changed: ids, items: [] };
+        ctx.afterCommit(async () => {
+          await kernel.applyEnable(ids);
+          response.items = [ctx.params.id, ...ids.filter((i) => i !== ctx.params.id)].map((i) => kernel.status(i));
+        });
+        return response;
+      },
+    },
+  ];
+}

@@ -1,0 +1,68 @@
+import { definePlugin, json, type Knex, type PluginContext } from '@aiplat/plugin-sdk';
+import { greetingHook } from '../api/index.js';
+
+export interface HelloConfig {
+  greetingWord: string;
+}
+
+const nameSchema = { type: 'string', minLength: 1, maxLength: 64 } as const;
+
+/** The greeting, passed through every tap of `hello.greeting` (hello-shout upper-cases it). */
+function greet(plugin: PluginContext, name: string): Promise<string> {
+  const { greetingWord } = plugin.config as unknown as HelloConfig;
+  return plugin.hooks.call(greetingHook, `${greetingWord}, ${name}`, { name });
+}
+
+export default definePlugin<HelloConfig>({
+  register(env) {
+    env.declareHook(greetingHook);
+
+    env.migrations([
+      {
+        name: '0001_counters',
+        async up(db: Knex) {
+          await db.schema.createTable('p_hello_counters', (t) => {
+            t.text('name').primary();
+            t.integer('count').notNullable().defaultTo(0);
+            t.text('last_greeting').notNullable();
+            t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(db.fn.now());
+          });
+        },
+      },
+    ]);
+
+    env.route({
+      method: 'GET',
+      path: '/greeting',
+      summary: 'Greet someone',
+      permission: 'greetings:read',
+      query: { type: 'object', required: ['name'], properties: { name: nameSchema } },
+      responses: { 200: { description: 'The greeting', schema: { type: 'object', properties: { greeting: { type: 'string' } } } } },
+      handler: async (ctx) => ({ greeting: await greet(ctx.plugin, ctx.query.name) }),
+    });
+
+    env.route({
+      method: 'POST',
+      path: '/greetings',
+      summary: 'Greet someone and count how often they were greeted',
+      permission: 'greetings:write',
+      body: json({ type: 'object', required: ['name'], properties: { name: nameSchema } }),
+      responses: {
+        200: {
+          description: 'The greeting and how many times this name has been greeted',
+          schema: { type: 'object', properties: { greeting: { type: 'string' }, count: { type: 'integer' } } },
+        },
+      },
+      handler: async (ctx) => {
+        const greeting = await greet(ctx.plugin, ctx.body.name);
+        const [row] = (await ctx
+          .db('p_hello_counters')
+          .insert({ name: ctx.body.name, count: 1, last_greeting: greeting })
+          .onConflict('name')
+          .merge({ count: ctx.db.raw('p_hello_counters.count + 1'), last_greeting: greeting, updated_at: ctx.db.fn.now() })
+          .returning('count')) as { count: number }[];
+        return { greeting, count: Number(row!.count) };
+      },
+    });
+  },
+});

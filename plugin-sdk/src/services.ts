@@ -1,0 +1,46 @@
+import type { Knex } from 'knex';
+import type { HookRegistry } from './hooks.js';
+
+/**
+ * A typed reference to a service. Services are looked up by id, never by object identity,
+ * so two copies of the SDK in one process still agree.
+ */
+export interface ServiceRef<T> {
+  readonly id: string;
+  /** Phantom field carrying the service type; never set at run time. */
+  readonly $type?: T;
+}
+
+export function createServiceRef<T>(options: { id: string }): ServiceRef<T> {
+  if (!/^[a-z][a-zA-Z0-9-]*(\.[a-zA-Z][a-zA-Z0-9-]*)+$/.test(options.id)) {
+    throw new Error(`service ref id "${options.id}" must look like "owner.name"`);
+  }
+  return Object.freeze({ id: options.id });
+}
+
+export interface Logger {
+  trace(obj: object | string, msg?: string): void;
+  debug(obj: object | string, msg?: string): void;
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  error(obj: object | string, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+/** What the core tells every plugin about the platform it runs in. */
+export interface PlatformInfo {
+  version: string;
+  pluginApi: string;
+  database: 'embedded' | 'postgres';
+  dataDir: string;
+  publicUrl?: string;
+}
+
+/** The services the core provides to every plugin. */
+export const coreServices = {
+  logger: createServiceRef<Logger>({ id: 'core.logger' }),
+  /** The database outside a request (background work). Inside a request use `ctx.db`. */
+  database: createServiceRef<Knex>({ id: 'core.database' }),
+  hooks: createServiceRef<HookRegistry>({ id: 'core.hooks' }),
+  platform: createServiceRef<PlatformInfo>({ id: 'core.platform' }),
+} as const;
