@@ -80,8 +80,9 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       );
     }
 
-    let kernelRef: Kernel | undefined;
-    const hooks = new KernelHooks((owner) => kernelRef?.isActive(owner) ?? owner === 'core');
+    // The hooks guard taps by plugin state, which the kernel (created next) knows.
+    const kernelHolder: { current?: Kernel } = {};
+    const hooks = new KernelHooks((owner) => kernelHolder.current?.isActive(owner) ?? owner === 'core');
     for (const hook of Object.values(coreHooks)) hooks.declareHook(hook, 'core');
 
     const platform: PlatformInfo = {
@@ -116,7 +117,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       routeRuntime,
       corePermissions: new Set(corePermissions.map((p) => p.id)),
     });
-    kernelRef = kernel;
+    kernelHolder.current = kernel;
     const refreshPermissions = () =>
       permissions.rebuild([...corePermissions, ...kernel.allManifests().flatMap((m) => m.permissions ?? [])]);
     await kernel.boot();

@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
@@ -25,12 +26,20 @@ async function openEmbedded(dataDir: string): Promise<Knex> {
     import('@electric-sql/pglite'),
     import('knex-pglite'),
   ]);
+  // knex-pglite 0.14 names the command after knex's method, and knex calls DELETE `del`, so a
+  // delete resolved to the raw result instead of the row count. Name it as PostgreSQL does.
+  class EmbeddedClient extends (ClientPGLite as unknown as new (config: unknown) => { processResponse(obj: unknown, runner: unknown): unknown }) {
+    override processResponse(obj: { method?: string } | undefined, runner: unknown): unknown {
+      if (obj?.method === 'del') obj.method = 'delete';
+      return super.processResponse(obj, runner);
+    }
+  }
   const pgdata = path.join(dataDir, 'pgdata');
   mkdirSync(pgdata, { recursive: true });
   const pglite = new PGlite({ dataDir: pgdata });
   await pglite.waitReady;
   return knexFactory({
-    client: ClientPGLite as unknown as typeof Knex.Client,
+    client: EmbeddedClient as unknown as typeof Knex.Client,
     dialect: 'postgres',
     connection: { pglite } as unknown as Knex.StaticConnectionConfig,
     acquireConnectionTimeout: 60_000,
@@ -52,7 +61,7 @@ export async function openDatabase(options: { dataDir: string; databaseUrl?: str
     await knex.raw('select 1');
   } catch (error) {
     await knex.destroy().catch(() => undefined);
-    throw new Error(`cannot reach the database (${kind}): ${(error as Error).message}`);
+    throw new Error(`cannot reach the database (${kind}): ${(error as Error).message}`, { cause: error });
   }
   options.logger.info({ database: kind }, 'database ready');
   return {
@@ -60,4 +69,23 @@ export async function openDatabase(options: { dataDir: string; databaseUrl?: str
     kind,
     close: () => knex.destroy(),
   };
+}
+
+/** The version of the embedded engine package, e.g. to key caches of initialised data folders. */
+export function embeddedEngineVersion(): string {
+  let dir = path.dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+  while (!existsSync(path.join(dir, 'package.json')) || !readFileSync(path.join(dir, 'package.json'), 'utf8').includes('"@electric-sql/pglite"')) {
+    const parent = path.dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
+  return (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** Create an empty embedded database cluster in `pgdata` (what the first start does) and close it. */
+export async function initEmbeddedCluster(pgdata: string): Promise<void> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const db = new PGlite({ dataDir: pgdata });
+  await db.waitReady;
+  await db.close();
 }

@@ -101,7 +101,7 @@ export function compileRoute(route: RouteDefinition, owner: RouteOwner, runtime:
   }
   const mutates = routeMutates(route);
   const audit = route.audit ?? (mutates ? 'request' : undefined);
-  const body = route.body ?? (mutates ? undefined : { mode: 'none' as const });
+  const body = route.body ?? { mode: 'none' as const };
   const errorStyle = route.errors ?? 'aiplat';
   const action = `${owner.id}:${route.method} ${route.path}`;
 

@@ -69,7 +69,7 @@ export class KernelHooks implements HookRegistry {
     return this.hooks.get(id)?.owner ?? this.points.get(id)?.owner;
   }
 
-  tap<TArgs extends unknown[], TResult>(ref: HookRef<TArgs, TResult>, owner: string, fn: TapFn<TArgs, TResult>, options: TapOptions = {}): void {
+  tap<TArgs extends unknown[], TResult>(ref: HookRef<TArgs, TResult>, owner: string, fn: NoInfer<TapFn<TArgs, TResult>>, options: TapOptions = {}): void {
     const declared = this.hooks.get(ref.id);
     if (!declared) throw new HookRegistryError(`hook "${ref.id}" is not declared: the plugin that owns it must be a dependency`);
     if (declared.kind !== ref.kind) throw new HookRegistryError(`hook "${ref.id}" is a ${declared.kind} hook, not ${ref.kind}`);

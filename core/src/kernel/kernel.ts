@@ -125,6 +125,12 @@ export class Kernel {
     for (const [id, reason] of plan.failed) this.fail(this.plugins.get(id)!, reason, true);
     this.order = plan.order;
 
+    if (this.order.length > 0) {
+      await this.options.db('plugin_states')
+        .insert(this.order.map((id) => ({ id, enabled: true })))
+        .onConflict('id')
+        .ignore();
+    }
     const stored = new Map(
       (await this.options.db('plugin_states').select('id', 'enabled')).map((row: { id: string; enabled: boolean }) => [row.id, row.enabled]),
     );

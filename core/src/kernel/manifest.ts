@@ -39,9 +39,19 @@ export function readManifest(dir: string): DiscoveredPlugin {
   if (!validateManifest(raw)) {
     const problems = (validateManifest.errors ?? []).map((e) => {
       const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
-      const extra = e.keyword === 'additionalProperties' ? ` "${String((e.params as { additionalProperty: string }).additionalProperty)}"` : '';
-      const missing = e.keyword === 'required' ? ` "${String((e.params as { missingProperty: string }).missingProperty)}"` : '';
-      return `${field}: ${e.message ?? 'is not valid'}${extra}${missing}`;
+      const params = e.params as Record<string, unknown>;
+      switch (e.keyword) {
+        case 'additionalProperties':
+          return `${field}: unknown field "${String(params.additionalProperty)}"`;
+        case 'required':
+          return `${field}: "${String(params.missingProperty)}" is required`;
+        case 'pattern':
+          if (field === 'version') return 'version: must be a semver version such as 1.2.3';
+          if (field === 'id') return 'id: must be 3–40 lowercase letters, digits or "-", starting with a letter';
+          return `${field}: must match ${String(params.pattern)}`;
+        default:
+          return `${field}: ${e.message ?? 'is not valid'}`;
+      }
     });
     return { ...base, problem: `${relative(manifestPath)} is not a valid plugin manifest: ${problems.join('; ')}` };
   }
@@ -68,14 +78,22 @@ export function readManifest(dir: string): DiscoveredPlugin {
   return { ...base, manifest };
 }
 
-/** Every folder holding an `aiplat-plugin.json` directly under one of `dirs`. Later duplicates of an id are refused. */
+/**
+ * Every plugin folder in `dirs`: an entry is either a plugin folder itself (it holds
+ * `aiplat-plugin.json`) or a folder of plugin folders. Later duplicates of an id are refused.
+ */
 export function discoverPlugins(dirs: string[]): DiscoveredPlugin[] {
   const found: DiscoveredPlugin[] = [];
   const seen = new Map<string, string>();
+  const candidates = (root: string): string[] =>
+    existsSync(path.join(root, MANIFEST_FILE))
+      ? [root]
+      : readdirSync(root)
+          .sort()
+          .map((name) => path.join(root, name));
   for (const root of dirs) {
     if (!existsSync(root)) continue;
-    for (const name of readdirSync(root).sort()) {
-      const dir = path.join(root, name);
+    for (const dir of candidates(root)) {
       if (!statSync(dir).isDirectory() || !existsSync(path.join(dir, MANIFEST_FILE))) continue;
       const plugin = readManifest(dir);
       const first = seen.get(plugin.id);

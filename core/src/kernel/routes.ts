@@ -1,4 +1,4 @@
-import type { RouteDefinition } from '@aiplat/plugin-sdk';
+import { AiplatError, type RouteDefinition } from '@aiplat/plugin-sdk';
 import type { Kernel } from './kernel.js';
 
 const idParams = {
@@ -84,6 +84,10 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
         ctx.afterCommit(async () => {
           await kernel.applyEnable(ids);
           response.items = [ctx.params.id, ...ids.filter((i) => i !== ctx.params.id)].map((i) => kernel.status(i));
+          const failed = ids.map((i) => kernel.status(i)).find((s) => s.state === 'failed');
+          if (failed) {
+            throw new AiplatError('plugin_failed', `Plugin ${failed.id} did not start: ${failed.reason ?? 'unknown reason'}`, { id: failed.id, reason: failed.reason });
+          }
         });
         return response;
       },

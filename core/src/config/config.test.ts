@@ -1,0 +1,56 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { basePath, ConfigError, loadConfig } from './config.js';
+
+const problems = (env: Record<string, string>, cwd = '/srv'): string[] => {
+  try {
+    loadConfig(env, cwd);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+};
+
+describe('loadConfig', () => {
+  it('has working defaults', () => {
+    const config = loadConfig({}, '/srv');
+    expect(config).toMatchObject({ port: 8080, dataDir: '/srv/.aiplat-data', logLevel: 'info', databaseUrl: undefined, redisUrl: undefined, accessTokenTtl: 900 });
+    expect(config.pluginDirs.at(-1)).toBe('/srv/.aiplat-data/installed');
+  });
+
+  it('reads the environment', () => {
+    const config = loadConfig(
+      { PORT: '9000', AIPLAT_DATA_DIR: 'data', DATABASE_URL: 'postgres://u:p@db:5432/aiplat', REDIS_URL: 'redis://cache:6379', LOG_LEVEL: 'debug', PUBLIC_URL: 'https://example.com/aiplat/', AIPLAT_PLUGIN_DIRS: `a${path.delimiter}/b` },
+      '/srv',
+    );
+    expect(config).toMatchObject({ port: 9000, dataDir: '/srv/data', databaseUrl: 'postgres://u:p@db:5432/aiplat', redisUrl: 'redis://cache:6379', logLevel: 'debug', publicUrl: 'https://example.com/aiplat', pluginDirs: ['/srv/a', '/b'] });
+    expect(basePath(config)).toBe('/aiplat');
+  });
+
+  it('names every bad value with what it expects, hiding secrets', () => {
+    expect(problems({ PORT: '99999', AIPLAT_SECRET_KEY: 'short', REDIS_URL: 'http://x', PUBLIC_URL: 'example.com' })).toEqual([
+      'PORT is 99999: expected a TCP port number between 0 and 65535',
+      'REDIS_URL is "http://x": expected a Redis URL such as redis://127.0.0.1:6379',
+      'AIPLAT_SECRET_KEY is (hidden): expected at least 32 characters (e.g. `openssl rand -base64 48`)',
+      'PUBLIC_URL is "example.com": expected the base URL users reach aiplat at, such as https://ai.example.com or https://example.com/aiplat',
+    ]);
+    expect(problems({ DATABASE_URL: 'mysql://root:hunter2@db/x' })).toEqual([
+      'DATABASE_URL is "mysql://root:••••@db/x": expected a PostgreSQL URL such as postgres://user:pass@host:5432/aiplat',
+    ]);
+  });
+
+  it('reads an optional config file, with the environment winning, and refuses unknown keys', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'aiplat-config-'));
+    writeFileSync(path.join(dir, 'aiplat.yaml'), 'port: 7000\nlogLevel: warn\n');
+    expect(loadConfig({ AIPLAT_CONFIG_FILE: 'aiplat.yaml' }, dir)).toMatchObject({ port: 7000, logLevel: 'warn' });
+    expect(loadConfig({ AIPLAT_CONFIG_FILE: 'aiplat.yaml', PORT: '7001' }, dir).port).toBe(7001);
+    writeFileSync(path.join(dir, 'bad.yaml'), 'port: high\ncolour: red\n');
+    const found = problems({ AIPLAT_CONFIG_FILE: 'bad.yaml' }, dir);
+    expect(found).toContain(`${path.join(dir, 'bad.yaml')}: unknown setting "colour" (known: port, host, dataDir, databaseUrl, redisUrl, adminPassword, secretKey, logLevel, publicUrl, pluginDirs, metricsToken, accessTokenTtl, shutdownGrace)`);
+    expect(found).toContain('bad.yaml (port) is "high": expected a TCP port number between 0 and 65535');
+    expect(problems({ AIPLAT_CONFIG_FILE: 'missing.yaml' }, dir)).toEqual([`AIPLAT_CONFIG_FILE: ${path.join(dir, 'missing.yaml')} does not exist`]);
+  });
+});

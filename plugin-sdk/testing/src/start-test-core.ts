@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import pg from 'pg';
+import { loadConfig, startCore, type CoreConfig, type RunningCore } from '@aiplat/core';
+import { TestClient } from './client.js';
+import { preparedDataDir } from './template.js';
+
+export const TEST_ADMIN_PASSWORD = 'test-admin-password-1234';
+
+export interface TestCoreOptions {
+  /** Plugin folders (or folders of plugin folders), relative to the working directory or absolute. Default: none. */
+  plugins?: string[];
+  /** Settings over the test defaults. */
+  config?: Partial<CoreConfig>;
+  /** Reuse a data folder (and database) of an earlier core, e.g. to test a restart. */
+  dataDir?: string;
+  databaseUrl?: string;
+  /**
+   * `embedded` (PGlite in a temp folder) or `postgres` (a fresh database on TEST_DATABASE_URL).
+   * Default: `postgres` when AIPLAT_TEST_DATABASE=postgres, else `embedded`.
+   */
+  database?: 'embedded' | 'postgres';
+}
+
+export interface LogEntry {
+  level: number;
+  msg?: string;
+  [key: string]: unknown;
+}
+
+export interface TestCore {
+  url: string;
+  /** Signed in as the bootstrap admin. */
+  client: TestClient;
+  core: RunningCore;
+  dataDir: string;
+  databaseUrl?: string;
+  /** Everything the core logged, parsed. */
+  logs: LogEntry[];
+  /** Stop and start again on the same data folder and database. */
+  restart(): Promise<TestCore>;
+  /** Stop and delete the temp data folder and database (unless `keep`). */
+  stop(options?: { keep?: boolean }): Promise<void>;
+}
+
+function testDatabaseKind(options: TestCoreOptions): 'embedded' | 'postgres' {
+  return options.database ?? (process.env.AIPLAT_TEST_DATABASE === 'postgres' ? 'postgres' : 'embedded');
+}
+
+/** A new empty database on the server named by TEST_DATABASE_URL. */
+export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const serverUrl = process.env.TEST_DATABASE_URL;
+  if (!serverUrl) throw new Error('TEST_DATABASE_URL is not set: it must name a PostgreSQL server the tests may create databases on');
+  const name = `aiplat_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const client = new pg.Client({ connectionString: serverUrl });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
+/**
+ * Boot a real core (real HTTP server, real database, real plugin kernel) for a test, signed in
+ * as the admin. Embedded by default, so nothing needs to be running.
+ */
+export async function startTestCore(options: TestCoreOptions = {}): Promise<TestCore> {
+  const dataDir = options.dataDir ?? (await preparedDataDir());
+  let databaseUrl = options.databaseUrl;
+  let dropDatabase: (() => Promise<void>) | undefined;
+  if (!databaseUrl && testDatabaseKind(options) === 'postgres') {
+    const created = await createTestDatabase();
+    databaseUrl = created.url;
+    dropDatabase = created.drop;
+  }
+  const logs: LogEntry[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as LogEntry);
+      done();
+    },
+  });
+  const logger = pino({ level: process.env.AIPLAT_TEST_LOG_LEVEL ?? 'info' }, sink);
+  const base = loadConfig({}, process.cwd());
+  const config: CoreConfig = {
+    ...base,
+    port: 0,
+    host: '127.0.0.1',
+    dataDir,
+    databaseUrl,
+    adminPassword: TEST_ADMIN_PASSWORD,
+    pluginDirs: (options.plugins ?? []).map((p) => path.resolve(process.cwd(), p)),
+    shutdownGrace: 2,
+    ...options.config,
+  };
+  const core = await startCore(config, { logger });
+  const login = await new TestClient(core.url).post<{ accessToken: string }>('/api/v1/auth/login', { username: 'admin', password: TEST_ADMIN_PASSWORD });
+  if (login.status !== 200) {
+    await core.stop();
+    throw new Error(`test core sign-in failed: ${login.status} ${login.text}`);
+  }
+  let stopped = false;
+  const handle: TestCore = {
+    url: core.url,
+    client: new TestClient(core.url, login.body.accessToken),
+    core,
+    dataDir,
+    databaseUrl,
+    logs,
+    async restart() {
+      await handle.stop({ keep: true });
+      return startTestCore({ ...options, dataDir, databaseUrl });
+    },
+    async stop(stopOptions = {}) {
+      if (stopped) return;
+      stopped = true;
+      await core.stop();
+      if (!stopOptions.keep) {
+        if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+        await dropDatabase?.();
+      }
+    },
+  };
+  return handle;
+}

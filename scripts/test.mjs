@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// `npm test`: provision what the suites need, run every suite on the embedded database, then run
+// the suites that touch SQL (*.db.test.ts) again on real PostgreSQL when TEST_DATABASE_URL is set.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+const vitest = path.join(root, 'node_modules', '.bin', 'vitest');
+const extraArgs = process.argv.slice(2);
+
+function reachable(url) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: hostname, port: Number(port) || 5432 });
+    socket.setTimeout(1000);
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => (socket.destroy(), resolve(false)));
+  });
+}
+
+function run(cmd, args, options = {}) {
+  return spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...options });
+}
+
+/** Start the machine's PostgreSQL when it is installed but stopped (idempotent; quick when it runs). */
+async function ensurePostgres(url) {
+  if (await reachable(url)) return;
+  const clusters = existsSync('/etc/postgresql') ? readdirSync('/etc/postgresql') : [];
+  if (clusters.length === 0) throw new Error(`PostgreSQL at ${url} is not reachable and no local cluster is installed to start`);
+  console.log(`[test] starting PostgreSQL ${clusters[0]}`);
+  run('pg_ctlcluster', ['--skip-systemctl-redirect', clusters[0], 'main', 'start']);
+  for (let i = 0; i < 50 && !(await reachable(url)); i++) await new Promise((r) => setTimeout(r, 200));
+  if (!(await reachable(url))) throw new Error(`PostgreSQL at ${url} did not come up`);
+}
+
+/** The compose file test validates with a real compose implementation: install it when missing. */
+function ensureCompose() {
+  const script = path.join(root, 'scripts', 'provision-compose.sh');
+  if (existsSync(script)) {
+    const result = run('bash', [script]);
+    if (result.status !== 0) throw new Error('provisioning a compose implementation failed');
+  }
+}
+
+function vitestPass(label, env, filters) {
+  const report = path.join(mkdtempSync(path.join(os.tmpdir(), 'aiplat-vitest-')), 'report.json');
+  console.log(`\n[test] ${label}`);
+  const result = run(vitest, ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...filters, ...extraArgs], {
+    env: { ...process.env, ...env },
+  });
+  if (!existsSync(report)) return { ok: false, passed: 0, failed: 1, skipped: 0 };
+  const json = JSON.parse(readFileSync(report, 'utf8'));
+  return {
+    ok: result.status === 0,
+    passed: json.numPassedTests,
+    failed: json.numFailedTests + (json.numFailedTestSuites ?? 0),
+    skipped: json.numPendingTests + json.numTodoTests,
+  };
+}
+
+const passes = [];
+ensureCompose();
+passes.push(vitestPass('pass 1: every suite on the embedded database', { AIPLAT_TEST_DATABASE: 'embedded' }, []));
+
+const databaseUrl = process.env.TEST_DATABASE_URL;
+if (databaseUrl) {
+  await ensurePostgres(databaseUrl);
+  passes.push(
+    vitestPass(`pass 2: SQL suites on PostgreSQL (${new URL(databaseUrl).host})`, { AIPLAT_TEST_DATABASE: 'postgres' }, ['.db.test.ts']),
+  );
+} else {
+  console.log('\n[test] TEST_DATABASE_URL is not set: the SQL suites ran on the embedded database only');
+}
+
+const total = passes.reduce((a, p) => ({ passed: a.passed + p.passed, failed: a.failed + p.failed, skipped: a.skipped + p.skipped }), {
+  passed: 0,
+  failed: 0,
+  skipped: 0,
+});
+const ok = passes.every((p) => p.ok) && total.failed === 0 && total.passed > 0;
+console.log(`\n${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ''}`);
+process.exit(ok ? 0 : 1);
