@@ -11,10 +11,10 @@ const root = path.resolve(import.meta.dirname, '..');
 const vitest = path.join(root, 'node_modules', '.bin', 'vitest');
 const extraArgs = process.argv.slice(2);
 
-function reachable(url) {
+function reachable(url, defaultPort = 5432) {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname, port: Number(port) || 5432 });
+    const socket = net.connect({ host: hostname, port: Number(port) || defaultPort });
     socket.setTimeout(1000);
     socket.once('connect', () => (socket.destroy(), resolve(true)));
     socket.once('error', () => resolve(false));
@@ -35,6 +35,15 @@ async function ensurePostgres(url) {
   run('pg_ctlcluster', ['--skip-systemctl-redirect', clusters[0], 'main', 'start']);
   for (let i = 0; i < 50 && !(await reachable(url)); i++) await new Promise((r) => setTimeout(r, 200));
   if (!(await reachable(url))) throw new Error(`PostgreSQL at ${url} did not come up`);
+}
+
+/** Start the machine's Redis when it is installed but stopped. */
+async function ensureRedis(url) {
+  if (await reachable(url, 6379)) return;
+  console.log('[test] starting Redis');
+  run('redis-server', ['--daemonize', 'yes', '--bind', '127.0.0.1', '-::1', '--port', String(new URL(url).port || 6379), '--save', '', '--appendonly', 'no']);
+  for (let i = 0; i < 50 && !(await reachable(url, 6379)); i++) await new Promise((r) => setTimeout(r, 200));
+  if (!(await reachable(url, 6379))) throw new Error(`Redis at ${url} did not come up`);
 }
 
 /** The compose file test validates with a real compose implementation: install it when missing. */
@@ -69,8 +78,9 @@ passes.push(vitestPass('pass 1: every suite on the embedded database', { AIPLAT_
 const databaseUrl = process.env.TEST_DATABASE_URL;
 if (databaseUrl) {
   await ensurePostgres(databaseUrl);
+  if (process.env.TEST_REDIS_URL) await ensureRedis(process.env.TEST_REDIS_URL);
   passes.push(
-    vitestPass(`pass 2: SQL suites on PostgreSQL (${new URL(databaseUrl).host})`, { AIPLAT_TEST_DATABASE: 'postgres' }, ['.db.test.ts']),
+    vitestPass(`pass 2: SQL suites on PostgreSQL (${new URL(databaseUrl).host})${process.env.TEST_REDIS_URL ? ' and Redis' : ''}`, { AIPLAT_TEST_DATABASE: 'postgres' }, ['.db.test.ts']),
   );
 } else {
   console.log('\n[test] TEST_DATABASE_URL is not set: the SQL suites ran on the embedded database only');

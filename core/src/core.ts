@@ -27,6 +27,8 @@ import { buildApp } from './http/app.js';
 import { HttpMetrics } from './http/metrics.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteRuntime } from './http/route-contract.js';
+import { connectRedis } from './redis/redis.js';
+import type { Redis } from 'ioredis';
 
 export const CORE_VERSION: string = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -66,7 +68,9 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
   const logger = options.logger ?? createLogger(config.logLevel);
   const lock = lockDataDir(config.dataDir);
   let database: Database | undefined;
+  let redis: Redis | undefined;
   try {
+    if (config.redisUrl) redis = await connectRedis(config.redisUrl, logger);
     database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger });
     const db = database.knex;
     await migrateCore(db);
@@ -137,7 +141,13 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
           } catch {
             databaseUp = false;
           }
-          const body = { status: databaseUp ? 'ok' : 'degraded', version: CORE_VERSION, pluginApi: PLUGIN_API_VERSION, database: database!.kind, redis: false };
+          const body = {
+            status: databaseUp ? 'ok' : 'degraded',
+            version: CORE_VERSION,
+            pluginApi: PLUGIN_API_VERSION,
+            database: database!.kind,
+            redis: redis?.status === 'ready',
+          };
           return databaseUp ? body : { __aiplatReply: true, status: 503, body };
         },
       },
@@ -203,6 +213,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         server.closeAllConnections();
         await kernel.stopAll();
         await database!.close();
+        redis?.disconnect();
         lock.release();
         logger.info('stopped');
       })());
@@ -210,6 +221,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     return { url, port, config, database, kernel, auth, logger, generatedAdminPassword: bootstrap.generatedPassword, stop };
   } catch (error) {
     await database?.close().catch(() => undefined);
+    redis?.disconnect();
     lock.release();
     throw error;
   }

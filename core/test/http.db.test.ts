@@ -14,7 +14,13 @@ describe('route contract and bad input', () => {
   it('answers health without credentials', async () => {
     const res = await core.client.anonymous().get('/api/v1/health');
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ status: 'ok', version: '0.1.0', pluginApi: '1.0.0', database: core.databaseUrl ? 'postgres' : 'embedded', redis: false });
+    expect(res.body).toEqual({
+      status: 'ok',
+      version: '0.1.0',
+      pluginApi: '1.0.0',
+      database: core.databaseUrl ? 'postgres' : 'embedded',
+      redis: core.core.config.redisUrl !== undefined,
+    });
   });
 
   it('validates the greeting name: 1 to 64 characters', async () => {

@@ -100,6 +100,7 @@ export async function startTestCore(options: TestCoreOptions = {}): Promise<Test
     host: '127.0.0.1',
     dataDir,
     databaseUrl,
+    redisUrl: testDatabaseKind(options) === 'postgres' ? process.env.TEST_REDIS_URL : undefined,
     adminPassword: TEST_ADMIN_PASSWORD,
     pluginDirs: (options.plugins ?? []).map((p) => path.resolve(process.cwd(), p)),
     shutdownGrace: 2,
