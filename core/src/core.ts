@@ -113,6 +113,10 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     };
     const kernel = new Kernel({
       pluginDirs: config.pluginDirs,
+      settings: {
+        read: async (id) =>
+          (((await db('plugin_states').where({ id }).first('config')) as { config?: Record<string, unknown> } | undefined)?.config ?? {}),
+      },
       db,
       logger,
       hooks,

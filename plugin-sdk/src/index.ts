@@ -8,4 +8,7 @@ export * from './routes.js';
 export * from './services.js';
 export * from './hooks.js';
 export * from './plugin.js';
+export * from './events.js';
+export * from './storage.js';
+export * from './operations.js';
 export type { Knex } from 'knex';

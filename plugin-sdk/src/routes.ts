@@ -43,6 +43,8 @@ export interface Principal {
   id: string;
   username: string;
   roles: string[];
+  /** Teams the caller belongs to (filled by the identity service; empty until then). */
+  teams?: string[];
   /** How the caller authenticated: an access token (`session`) or a route-specific scheme (`custom`). */
   via: 'session' | 'custom';
 }

@@ -1,5 +1,8 @@
 import type { Knex } from 'knex';
 import type { HookRegistry } from './hooks.js';
+import type { EventBus } from './events.js';
+import type { BlobStore } from './storage.js';
+import type { Operations } from './operations.js';
 
 /**
  * A typed reference to a service. Services are looked up by id, never by object identity,
@@ -43,4 +46,10 @@ export const coreServices = {
   database: createServiceRef<Knex>({ id: 'core.database' }),
   hooks: createServiceRef<HookRegistry>({ id: 'core.hooks' }),
   platform: createServiceRef<PlatformInfo>({ id: 'core.platform' }),
+  /** Publish and subscribe; a plugin publishes to topics under its own id. */
+  events: createServiceRef<EventBus>({ id: 'core.events' }),
+  /** Blob storage in the plugin's own namespace. */
+  storage: createServiceRef<BlobStore>({ id: 'core.storage' }),
+  /** Long-running operations with progress and cancel. */
+  operations: createServiceRef<Operations>({ id: 'core.operations' }),
 } as const;

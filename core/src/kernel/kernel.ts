@@ -67,8 +67,19 @@ interface PluginRecord {
 /** Path prefixes the core keeps for itself; a plugin alias may not take them. */
 const RESERVED_PREFIXES = ['/api', '/metrics', '/_remotes', '/assets', '/health', '/login'];
 
+/** Where plugin settings live; the secrets service decrypts `x-secret` fields on read. */
+export interface PluginSettingsStore {
+  /** The stored settings of a plugin (secrets in clear), before schema defaults. */
+  read(pluginId: string): Promise<Record<string, unknown>>;
+}
+
 export interface KernelOptions {
   pluginDirs: string[];
+  settings: PluginSettingsStore;
+  /** Services scoped to one plugin (its storage namespace, its event topics, ...), by service-ref id. */
+  scopedServices?: (pluginId: string) => Record<string, unknown>;
+  /** Told about every plugin state change (the `plugins` topic). */
+  onStateChange?: (status: PluginStatus) => void;
   db: Knex;
   logger: Logger;
   hooks: KernelHooks;
@@ -88,6 +99,8 @@ export class Kernel {
   private order: string[] = [];
   private readonly aliases = new Map<string, string>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** State changes are announced once boot is over (boot's result is the initial list). */
+  private booted = false;
 
   constructor(private readonly options: KernelOptions) {}
 
@@ -158,6 +171,7 @@ export class Kernel {
     for (const record of this.plugins.values()) {
       if (record.state === 'failed') this.options.logger.error({ plugin: record.id, reason: record.reason }, 'plugin failed');
     }
+    this.booted = true;
   }
 
   private requires(id: string): string[] {
@@ -168,6 +182,11 @@ export class Kernel {
     record.state = 'failed';
     record.reason = reason;
     record.staticFailure = staticFailure;
+    this.changed(record);
+  }
+
+  private changed(record: PluginRecord): void {
+    if (this.booted) this.options.onStateChange?.(this.status(record.id));
   }
 
   /** Import the backend and collect its declarations. */
@@ -256,6 +275,7 @@ export class Kernel {
     const logger = this.options.logger.child({ plugin: record.id });
     const child = this.options.container.createChildContainer();
     child.register(coreServices.logger.id, { useValue: logger });
+    for (const [id, value] of Object.entries(this.options.scopedServices?.(record.id) ?? {})) child.register(id, { useValue: value });
     const allowed = new Set([...this.requires(record.id), ...Object.keys(record.manifest?.optionalDependencies ?? {}), record.id]);
     return {
       id: record.id,
@@ -280,9 +300,9 @@ export class Kernel {
   }
 
   private async readConfig(record: PluginRecord): Promise<Record<string, unknown>> {
-    const row = (await this.options.db('plugin_states').where({ id: record.id }).first('config')) as { config?: Record<string, unknown> } | undefined;
+    const stored = await this.options.settings.read(record.id);
     const schema = record.manifest?.config ?? { type: 'object' };
-    const result = configValidator(schema)(row?.config ?? {});
+    const result = configValidator(schema)(stored);
     if (!result.ok) throw new Error(`its settings do not match its config schema: ${result.message}`);
     return result.value;
   }
@@ -327,6 +347,7 @@ export class Kernel {
     record.state = 'enabled';
     record.reason = undefined;
     this.mountAliases(record);
+    this.changed(record);
     await this.options.hooks.call(coreHooks.pluginStarted, { id: record.id, version: record.manifest!.version });
     this.options.logger.info({ plugin: record.id, version: record.manifest!.version }, 'plugin started');
     return true;
@@ -337,6 +358,7 @@ export class Kernel {
     record.state = 'disabled';
     record.reason = reason;
     this.unmountAliases(record);
+    this.changed(record);
     try {
       await record.definition?.stop?.(record.context!);
     } catch (error) {

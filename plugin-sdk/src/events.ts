@@ -1,0 +1,50 @@
+/**
+ * The event stream: plugins publish, the core delivers in process (and through Redis pub/sub
+ * across core processes when REDIS_URL is set) and to WebSocket clients of `/api/v1/stream`.
+ */
+
+export interface StreamEvent<T = unknown> {
+  topic: string;
+  /** Per-topic sequence number, increasing by one per event: the replay cursor. */
+  seq: number;
+  /** RFC 3339 UTC time of publishing. */
+  at: string;
+  payload: T;
+}
+
+/** Who may see an event. Without any of these, every signed-in user may. */
+export interface EventAudience {
+  /** Only members of this team (and admins). */
+  team?: string;
+  /** Only callers holding this permission. */
+  permission?: string;
+  /** Only this user (and admins), e.g. the owner of an operation. */
+  user?: string;
+}
+
+export interface EventSubscription {
+  unsubscribe(): void;
+}
+
+export interface EventBus {
+  /**
+   * Publish to a topic. A plugin publishes to topics named `<plugin id>.<name>`, optionally with
+   * `/`-separated sub-topics (`training.runs/42/logs`). Resolves with the event's sequence number.
+   */
+  publish<T>(topic: string, payload: T, audience?: EventAudience): Promise<number>;
+  /**
+   * Receive a topic's events in order, starting after `since` when given (replayed from the
+   * retention window), else with the next event published.
+   */
+  subscribe<T>(topic: string, handler: (event: StreamEvent<T>) => void, options?: { since?: number }): EventSubscription;
+}
+
+export const TOPIC_PATTERN = '^[a-z][a-z0-9-]*(\\.[a-z][a-z0-9-]*)?(/[A-Za-z0-9._-]+)*$';
+
+/** Topics the core publishes. */
+export const coreTopics = {
+  /** Every plugin state change: `{ id, state, reason? }`. Needs `plugins:read`. */
+  plugins: 'plugins',
+  /** Operation progress and results: the operation itself. Its owner and admins see it. */
+  operations: 'operations',
+} as const;
