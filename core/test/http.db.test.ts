@@ -178,6 +178,13 @@ describe('route contract and bad input', () => {
     expect(method.body.error.code).toBe('method_not_allowed');
   });
 
+  it('lets a handler take over the response for streaming', async () => {
+    const res = await core.client.get('/api/plugins/probe/events');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    expect(res.text).toBe('data: 1\n\ndata: 2\n\ndata: 3\n\n');
+  });
+
   it('answers custom routes in the OpenAI error style when they ask for it', async () => {
     const res = await core.client.anonymous().get('/api/plugins/probe/openai-style');
     expect(res.status).toBe(401);

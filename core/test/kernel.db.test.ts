@@ -56,6 +56,12 @@ describe('plugin kernel with broken plugins beside good ones', () => {
     expect(s.reason).toContain('route GET /open: must declare exactly one of permission, public: { reason } or custom: { reason }');
   });
 
+  it('refuses a permission another plugin already declares', async () => {
+    const s = await status('permission-thief');
+    expect(s).toMatchObject({ state: 'failed' });
+    expect(s.reason).toContain('permission "greetings:read" is already declared by hello');
+  });
+
   it('refuses migrations that create tables outside the plugin prefix', async () => {
     const s = await status('stray-table');
     expect(s.state).toBe('failed');
@@ -85,7 +91,7 @@ describe('plugin kernel with broken plugins beside good ones', () => {
   it('takes only folders holding a manifest for plugins', async () => {
     const ids = (await core.client.get('/api/v1/plugins')).body.items.map((p: { id: string }) => p.id);
     expect(ids).not.toContain('README.md');
-    expect(ids).toHaveLength(13);
+    expect(ids).toHaveLength(14);
   });
 
   it('refuses to enable a plugin whose files are broken', async () => {

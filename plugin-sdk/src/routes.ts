@@ -96,6 +96,11 @@ export interface RouteContext<TBody = unknown, TQuery = Record<string, unknown>,
    * starting a process). A throw turns the response into an error; the commit stands.
    */
   afterCommit(fn: () => unknown): void;
+  /**
+   * Take over the response: the handler writes `ctx.res` itself (proxies, streaming gateways,
+   * server-sent events) and the core sends nothing after the handler returns.
+   */
+  takeOver(): void;
 }
 
 /** A handler may return a plain value (sent as JSON, 200), `undefined` (204) or a `reply(...)`. */

@@ -176,6 +176,9 @@ export function compileRoute(route: RouteDefinition, owner: RouteOwner, runtime:
           }),
         setHeader: (name, value) => ctx.set(name, value),
         afterCommit: (fn) => void afterCommit.push(fn),
+        takeOver: () => {
+          ctx.respond = false;
+        },
       };
       return route.handler(rc);
     };

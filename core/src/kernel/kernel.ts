@@ -247,6 +247,12 @@ export class Kernel {
       migrations: (list) => void record.migrations.push(...list),
     };
     try {
+      for (const permission of manifest.permissions ?? []) {
+        const holder = this.options.corePermissions.has(permission.id)
+          ? 'the core'
+          : [...this.plugins.values()].find((p) => p !== record && p.registered && p.manifest?.permissions?.some((q) => q.id === permission.id))?.id;
+        if (holder) throw new Error(`permission "${permission.id}" is already declared by ${holder}; name plugin permissions after the plugin's resources`);
+      }
       definition?.register(env);
       const permissions = new Set([
         ...this.options.corePermissions,
