@@ -15,7 +15,12 @@ describe('plugin kernel with broken plugins beside good ones', () => {
   it('keeps hello working', async () => {
     const res = await core.client.get('/api/plugins/hello/greeting?name=Ada');
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ greeting: 'HELLO, ADA' });
+    // optional-tapper taps at stage -1, before hello-shout upper-cases
+    expect(res.body).toEqual({ greeting: 'HELLO, ADA (SEEN BY OPTIONAL-TAPPER)' });
+  });
+
+  it('treats a tap on an absent optional dependency as a no-op', async () => {
+    expect(await status('optional-tapper')).toMatchObject({ state: 'enabled', optionalDependencies: ['not-installed-either', 'hello'] });
   });
 
   it('fails a bad manifest naming the file and the fields', async () => {
@@ -91,7 +96,7 @@ describe('plugin kernel with broken plugins beside good ones', () => {
   it('takes only folders holding a manifest for plugins', async () => {
     const ids = (await core.client.get('/api/v1/plugins')).body.items.map((p: { id: string }) => p.id);
     expect(ids).not.toContain('README.md');
-    expect(ids).toHaveLength(14);
+    expect(ids).toHaveLength(15);
   });
 
   it('refuses to enable a plugin whose files are broken', async () => {

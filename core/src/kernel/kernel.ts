@@ -218,6 +218,11 @@ export class Kernel {
         throw new Error(`"${refId}" belongs to plugin ${owner}; add it to "dependencies" in aiplat-plugin.json`);
       }
     };
+    // Tapping a hook of an optional dependency that is not installed is a no-op, not an error.
+    const absentOptional = (refId: string) => {
+      const owner = refId.split('.')[0]!;
+      return !hooks.has({ id: refId }) && owner in (manifest.optionalDependencies ?? {}) && !this.plugins.get(owner)?.registered;
+    };
     const env: PluginRegisterEnv = {
       id: record.id,
       manifest,
@@ -234,10 +239,12 @@ export class Kernel {
       },
       tap: (ref, fn, options) => {
         checkOwner(ref.id);
+        if (absentOptional(ref.id)) return;
         hooks.tap(ref, record.id, fn, options);
       },
       contribute: (ref, item) => {
         checkOwner(ref.id);
+        if (absentOptional(ref.id)) return;
         hooks.contribute(ref, record.id, item);
       },
       provideService: (ref, factory) => {
