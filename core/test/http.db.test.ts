@@ -97,6 +97,27 @@ describe('route contract and bad input', () => {
     expect(wrongType.status).toBe(415);
   });
 
+  it('streams multipart parts in order and caps the whole body', async () => {
+    const content = new Uint8Array(40_000).map((_, i) => i % 251);
+    const form = new FormData();
+    form.append('title', 'weights');
+    form.append('file', new Blob([content]), 'w.bin');
+    const res = await fetch(`${core.url}/api/plugins/probe/upload`, { method: 'POST', headers: { authorization: `Bearer ${core.client.token}` }, body: form });
+    expect(res.status).toBe(200);
+    const { createHash } = await import('node:crypto');
+    expect((await res.json()).parts).toEqual([
+      { field: 'title', value: 'weights' },
+      { file: 'file', filename: 'w.bin', bytes: 40_000, sha256: createHash('sha256').update(content).digest('hex') },
+    ]);
+    const big = new FormData();
+    big.append('a', new Blob([new Uint8Array(40_000)]), 'a.bin');
+    big.append('b', new Blob([new Uint8Array(40_000)]), 'b.bin');
+    const tooBig = await fetch(`${core.url}/api/plugins/probe/upload`, { method: 'POST', headers: { authorization: `Bearer ${core.client.token}` }, body: big });
+    expect(tooBig.status).toBe(413);
+    const notMultipart = await core.client.post('/api/plugins/probe/upload', { a: 1 });
+    expect(notMultipart.status).toBe(415);
+  });
+
   it('refuses a body on routes that take none', async () => {
     const res = await core.client.request('POST', '/api/v1/plugins/hello-shout/enable', { body: { force: true } });
     expect(res.status).toBe(400);

@@ -131,6 +131,16 @@ export async function* multipartParts(
   parser.on('filesLimit', () => push(new AiplatError('payload_too_large', `At most ${spec.maxFiles ?? 16} files per request`)));
   parser.on('error', (error: Error) => push(new AiplatError('bad_request', `The multipart body cannot be read: ${error.message}`)));
   parser.on('close', () => push(null));
+  // The limit covers the whole body, also when it arrives chunked without a Content-Length.
+  let total = 0;
+  req.on('data', (chunk: Buffer) => {
+    total += chunk.length;
+    if (total > limit) {
+      req.unpipe(parser);
+      req.pause();
+      push(tooLarge(limit));
+    }
+  });
   req.pipe(parser);
   for (;;) {
     if (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
