@@ -105,7 +105,7 @@ describe('route contract and bad input', () => {
     const res = await fetch(`${core.url}/api/plugins/probe/upload`, { method: 'POST', headers: { authorization: `Bearer ${core.client.token}` }, body: form });
     expect(res.status).toBe(200);
     const { createHash } = await import('node:crypto');
-    expect((await res.json()).parts).toEqual([
+    expect(((await res.json()) as { parts: unknown[] }).parts).toEqual([
       { field: 'title', value: 'weights' },
       { file: 'file', filename: 'w.bin', bytes: 40_000, sha256: createHash('sha256').update(content).digest('hex') },
     ]);
