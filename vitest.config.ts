@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
-    exclude: ['**/node_modules/**', '**/dist/**', 'web-shell/**'],
+    // *.services.test.ts need real PostgreSQL and Redis: they run in the server pass only.
+    exclude: ['**/node_modules/**', '**/dist/**', 'web-shell/**', ...(process.env.AIPLAT_TEST_DATABASE === 'postgres' ? [] : ['**/*.services.test.ts'])],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 120_000,

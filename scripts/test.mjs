@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: provision what the suites need, run every suite on the embedded database, then run
-// the suites that touch SQL (*.db.test.ts) again on real PostgreSQL when TEST_DATABASE_URL is set.
+// the suites that touch SQL (*.db.test.ts) again on real PostgreSQL when TEST_DATABASE_URL is set,
+// with the suites that need real PostgreSQL and Redis servers (*.services.test.ts).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
@@ -80,7 +81,7 @@ if (databaseUrl) {
   await ensurePostgres(databaseUrl);
   if (process.env.TEST_REDIS_URL) await ensureRedis(process.env.TEST_REDIS_URL);
   passes.push(
-    vitestPass(`pass 2: SQL suites on PostgreSQL (${new URL(databaseUrl).host})${process.env.TEST_REDIS_URL ? ' and Redis' : ''}`, { AIPLAT_TEST_DATABASE: 'postgres' }, ['.db.test.ts']),
+    vitestPass(`pass 2: SQL suites on PostgreSQL (${new URL(databaseUrl).host})${process.env.TEST_REDIS_URL ? ' and Redis' : ''}`, { AIPLAT_TEST_DATABASE: 'postgres' }, ['.db.test.ts', '.services.test.ts']),
   );
 } else {
   console.log('\n[test] TEST_DATABASE_URL is not set: the SQL suites ran on the embedded database only');

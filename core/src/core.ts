@@ -7,12 +7,13 @@ import pino from 'pino';
 import {
   coreHooks,
   coreServices,
+  coreTopics,
   PLUGIN_API_VERSION,
   type Logger,
   type PlatformInfo,
   type RouteDefinition,
 } from '@aiplat/plugin-sdk';
-import { basePath, type CoreConfig } from './config/config.js';
+import { basePath, type CoreConfig, type LogLevel } from './config/config.js';
 import { lockDataDir } from './db/lock.js';
 import { openDatabase, type Database } from './db/database.js';
 import { migrateCore } from './db/migrations.js';
@@ -28,6 +29,15 @@ import { HttpMetrics } from './http/metrics.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteRuntime } from './http/route-contract.js';
 import { connectRedis } from './redis/redis.js';
+import { Redactor } from './secrets/redactor.js';
+import { SecretSettings } from './secrets/store.js';
+import { pluginSettingsRoutes } from './secrets/routes.js';
+import { dataDirInstanceId } from './db/instance.js';
+import { createOperations, type OperationsService } from './operations/operations.js';
+import { operationRoutes } from './operations/routes.js';
+import { createEventHub, StreamServer, StreamTickets, streamRoutes, type EventHub } from './events/index.js';
+import type { EventBus } from '@aiplat/plugin-sdk';
+import { createStorage, type Storage } from './storage/storage.js';
 import type { Redis } from 'ioredis';
 
 export const CORE_VERSION: string = (
@@ -42,38 +52,74 @@ export interface RunningCore {
   kernel: Kernel;
   auth: AuthService;
   logger: Logger;
+  /** The event bus the core publishes on (e.g. the `operations` topic). */
+  events: EventBus;
+  /** Long-running operations; `forOwner(id)` is what a plugin gets as `coreServices.operations`. */
+  operations: OperationsService;
+  /** Blob storage; itself the core's namespace (`core/`), `forPlugin(id)` a plugin's. */
+  storage: Storage;
   /** Set when the admin was created with a generated password (printed once). */
   generatedAdminPassword?: string;
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
-  /** A pino destination or logger to use instead of stdout. */
+  /** A pino logger whose level and destination to use instead of stdout (the core adds its redaction). */
   logger?: pino.Logger;
 }
 
-export function createLogger(level: CoreConfig['logLevel']): pino.Logger {
-  return pino({
+export interface LoggerOptions {
+  /** Secret plaintexts and secret-named fields show as "••••" in every line. */
+  redactor?: Redactor;
+  /** Where the lines go; stdout by default. */
+  destination?: pino.DestinationStream;
+}
+
+export function createLogger(level: LogLevel, options: LoggerOptions = {}): pino.Logger {
+  const redactor = options.redactor ?? new Redactor();
+  const pinoOptions: pino.LoggerOptions = {
     level,
     base: { service: 'aiplat' },
-    redact: {
-      paths: ['req.headers.authorization', 'password', '*.password', 'accessToken', 'refreshToken', '*.accessToken', '*.refreshToken', 'secret', '*.secret'],
-      censor: '••••',
-    },
-  });
+    // Field names here (cheap), known plaintexts in the finished line (error messages and stacks included).
+    formatters: { log: (obj) => redactor.redactNames(obj) },
+    hooks: { streamWrite: (line) => redactor.redactText(line) },
+  };
+  return options.destination ? pino(pinoOptions, options.destination) : pino(pinoOptions);
+}
+
+/** The core's logger: on the given logger's destination and level when there is one, always redacting. */
+function coreLogger(config: CoreConfig, redactor: Redactor, given: pino.Logger | undefined): pino.Logger {
+  if (!given) return createLogger(config.logLevel, { redactor });
+  const destination = (given as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
+  return createLogger(given.level as LogLevel, { redactor, destination });
 }
 
 /** Start the core: database, migrations, bootstrap admin, plugins, HTTP. */
 export async function startCore(config: CoreConfig, options: StartOptions = {}): Promise<RunningCore> {
-  const logger = options.logger ?? createLogger(config.logLevel);
+  // The one redactor of logs, audit details and error bodies; the secret settings teach it their plaintexts.
+  const redactor = new Redactor();
+  for (const value of [config.secretKey, config.adminPassword, config.metricsToken]) redactor.addSecret(value);
+  const logger = coreLogger(config, redactor, options.logger);
   const lock = lockDataDir(config.dataDir);
   let database: Database | undefined;
   let redis: Redis | undefined;
+  let runningOperations: OperationsService | undefined;
+  let hub: EventHub | undefined;
   try {
     if (config.redisUrl) redis = await connectRedis(config.redisUrl, logger);
     database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger });
     const db = database.knex;
     await migrateCore(db);
+    // Refuses to start when stored secrets need AIPLAT_SECRET_KEY and it is missing or wrong.
+    const secretSettings = await SecretSettings.open({ db, masterKey: config.secretKey, redactor, logger });
+    // The event bus: in this process, or through Redis when REDIS_URL is set (core/src/events/).
+    const eventHub = await createEventHub({ db, redis, logger });
+    hub = eventHub;
+    const events: EventBus = eventHub.coreBus();
+    const operations = createOperations({ db, events, logger, instanceId: dataDirInstanceId(config.dataDir) });
+    runningOperations = operations;
+    await operations.init();
+    const storage = await createStorage({ dataDir: config.dataDir, logger });
 
     const auth = await AuthService.create({ db, secretKey: config.secretKey, accessTtl: config.accessTokenTtl, logger });
     const bootstrap = await auth.bootstrapAdmin(config.adminPassword);
@@ -103,7 +149,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     container.register(coreServices.platform.id, { useValue: platform });
 
     const permissions = new PermissionIndex();
-    const audit = new AuditWriter();
+    const audit = new AuditWriter(redactor);
     const routeRuntime: RouteRuntime = {
       db: () => db,
       authenticate: auth.authenticate,
@@ -113,10 +159,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     };
     const kernel = new Kernel({
       pluginDirs: config.pluginDirs,
-      settings: {
-        read: async (id) =>
-          (((await db('plugin_states').where({ id }).first('config')) as { config?: Record<string, unknown> } | undefined)?.config ?? {}),
-      },
+      settings: secretSettings,
       db,
       logger,
       hooks,
@@ -124,6 +167,19 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       platform,
       routeRuntime,
       corePermissions: new Set(corePermissions.map((p) => p.id)),
+      // Services each plugin gets in its own scope, by service-ref id.
+      scopedServices: (pluginId) => ({
+        [coreServices.storage.id]: storage.forPlugin(pluginId),
+        [coreServices.operations.id]: operations.forOwner(pluginId),
+        [coreServices.events.id]: eventHub.bus(pluginId),
+      }),
+      // Every plugin state change after boot goes out on the `plugins` topic; a stopped plugin's subscriptions end.
+      onStateChange: (status) => {
+        if (status.state !== 'enabled') eventHub.release(status.id);
+        events
+          .publish(coreTopics.plugins, { id: status.id, state: status.state, ...(status.reason ? { reason: status.reason } : {}) }, { permission: 'plugins:read' })
+          .catch((error: Error) => logger.warn({ err: error.message, plugin: status.id }, 'cannot publish a plugin state change'));
+      },
     });
     kernelHolder.current = kernel;
     const refreshPermissions = () =>
@@ -131,6 +187,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     await kernel.boot();
     refreshPermissions();
 
+    const tickets = new StreamTickets(() => db);
     const coreRoutes: RouteDefinition[] = [
       {
         method: 'GET',
@@ -175,6 +232,9 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       },
       ...authRoutes(auth),
       ...pluginAdminRoutes(kernel),
+      ...pluginSettingsRoutes(kernel, secretSettings),
+      ...operationRoutes(operations, permissions.can),
+      ...streamRoutes(tickets),
     ];
 
     const metrics = new HttpMetrics();
@@ -188,10 +248,21 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       coreOwner: { id: 'core', permissions: new Set(corePermissions.map((p) => p.id)) },
       routeRuntime,
       pluginDispatcher: kernel.dispatcher(),
+      redactor,
     });
 
     const server = http.createServer(app.callback());
     server.keepAliveTimeout = 65_000;
+    // WebSocket /api/v1/stream: the ticket is checked before the upgrade.
+    const stream = new StreamServer({
+      hub: eventHub,
+      consumeTicket: (ticket) => tickets.consume(ticket),
+      can: permissions.can,
+      logger,
+      basePath: basePath(config),
+      registry: metrics.registry,
+    });
+    stream.attach(server);
     let inFlight = 0;
     server.on('request', (_req, res) => {
       inFlight++;
@@ -212,18 +283,23 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         logger.info('shutting down: draining requests');
         server.close();
         server.closeIdleConnections();
+        await stream.close();
         const deadline = Date.now() + config.shutdownGrace * 1000;
         while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
         server.closeAllConnections();
+        await operations.stop();
         await kernel.stopAll();
+        await eventHub.close();
         await database!.close();
         redis?.disconnect();
         lock.release();
         logger.info('stopped');
       })());
 
-    return { url, port, config, database, kernel, auth, logger, generatedAdminPassword: bootstrap.generatedPassword, stop };
+    return { url, port, config, database, kernel, auth, logger, storage, events, operations, generatedAdminPassword: bootstrap.generatedPassword, stop };
   } catch (error) {
+    await runningOperations?.stop().catch(() => undefined);
+    await hub?.close().catch(() => undefined);
     await database?.close().catch(() => undefined);
     redis?.disconnect();
     lock.release();

@@ -1,9 +1,14 @@
 export { startCore, createLogger, CORE_VERSION, type RunningCore, type StartOptions } from './core.js';
 export { loadConfig, defaultPluginDirs, ConfigError, type CoreConfig } from './config/config.js';
 export { DataDirInUseError } from './db/lock.js';
+export { SecretKeyError } from './secrets/keys.js';
+export { Redactor, REDACTED } from './secrets/redactor.js';
 export { planStartOrder, type PlanNode, type StartPlan } from './kernel/order.js';
 export { readManifest, discoverPlugins } from './kernel/manifest.js';
 export type { PluginStatus, PluginState } from './kernel/kernel.js';
 export { KernelHooks } from './kernel/hooks.js';
 export { migrationSource } from './db/migrations.js';
+export { createStorage, type Storage, type StorageOptions } from './storage/storage.js';
 export { embeddedEngineVersion, initEmbeddedCluster } from './db/database.js';
+export { createOperations, OperationsService, type OperationsOptions } from './operations/operations.js';
+export { EventHub, MemoryTransport, EventUsageError, type Retention } from './events/index.js';

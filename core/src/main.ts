@@ -1,6 +1,7 @@
 import { ConfigError, loadConfig } from './config/config.js';
 import { DataDirInUseError } from './db/lock.js';
 import { startCore } from './core.js';
+import { SecretKeyError } from './secrets/keys.js';
 
 /** `npm start`: read the configuration, start the core, stop cleanly on SIGTERM / SIGINT. */
 async function main(): Promise<void> {
@@ -21,6 +22,10 @@ async function main(): Promise<void> {
     if (error instanceof DataDirInUseError) {
       process.stderr.write(`aiplat: ${error.message}\n`);
       process.exit(3);
+    }
+    if (error instanceof SecretKeyError) {
+      process.stderr.write(`aiplat: cannot start: ${error.message}\n`);
+      process.exit(4);
     }
     process.stderr.write(`aiplat: cannot start: ${(error as Error).stack ?? String(error)}\n`);
     process.exit(1);

@@ -26,17 +26,34 @@ export interface EventSubscription {
   unsubscribe(): void;
 }
 
+/**
+ * Told to a subscriber that asked for a replay it cannot fully have: `gap` when events `from`–`to`
+ * are older than the retention window (they are lost to it), `reset` when its cursor is ahead of
+ * the topic (the topic's numbering restarted; `seq` is the topic's latest). Reload state from the
+ * owner's API in both cases.
+ */
+export type EventGap =
+  | { kind: 'gap'; topic: string; from: number; to: number }
+  | { kind: 'reset'; topic: string; seq: number };
+
 export interface EventBus {
   /**
    * Publish to a topic. A plugin publishes to topics named `<plugin id>.<name>`, optionally with
    * `/`-separated sub-topics (`training.runs/42/logs`). Resolves with the event's sequence number.
+   * Throws at once for a topic the caller does not own, a payload that is not JSON or is larger
+   * than 64 KiB as JSON; rejects when the transport (Redis) fails.
    */
   publish<T>(topic: string, payload: T, audience?: EventAudience): Promise<number>;
   /**
    * Receive a topic's events in order, starting after `since` when given (replayed from the
-   * retention window), else with the next event published.
+   * retention window), else with the next event published. `onGap` hears of events a replay
+   * could not deliver. Any topic may be subscribed to; subscriptions end when the plugin stops.
    */
-  subscribe<T>(topic: string, handler: (event: StreamEvent<T>) => void, options?: { since?: number }): EventSubscription;
+  subscribe<T>(
+    topic: string,
+    handler: (event: StreamEvent<T>) => void,
+    options?: { since?: number; onGap?: (gap: EventGap) => void },
+  ): EventSubscription;
 }
 
 export const TOPIC_PATTERN = '^[a-z][a-z0-9-]*(\\.[a-z][a-z0-9-]*)?(/[A-Za-z0-9._-]+)*$';

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { Principal } from '@aiplat/plugin-sdk';
+import type { Redactor } from '../secrets/redactor.js';
 
 export interface AuditEntry {
   action: string;
@@ -10,9 +11,15 @@ export interface AuditEntry {
   details: Record<string, unknown>;
 }
 
-/** Writes audit rows in the caller's transaction, so the change and its record commit together. */
+/**
+ * Writes audit rows in the caller's transaction, so the change and its record commit together.
+ * Details pass through the core's redactor: secret values and secret-named fields show as "••••".
+ */
 export class AuditWriter {
+  constructor(private readonly redactor?: Redactor) {}
+
   async write(db: Knex, entry: AuditEntry): Promise<void> {
+    const details = this.redactor ? this.redactor.redactValue(entry.details) : entry.details;
     await db('audit_log').insert({
       action: entry.action,
       plugin: entry.plugin ?? null,
@@ -20,7 +27,7 @@ export class AuditWriter {
       actor_name: entry.actor?.username ?? null,
       request_id: entry.requestId ?? null,
       status: entry.status ?? null,
-      details: JSON.stringify(entry.details),
+      details: JSON.stringify(details),
     });
   }
 }

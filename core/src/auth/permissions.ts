@@ -6,6 +6,9 @@ export const corePermissions: PermissionDeclaration[] = [
   { id: 'plugins:read', title: { en: 'See installed plugins', 'zh-CN': '查看已安装插件' }, defaultRoles: ['operator', 'viewer'] },
   { id: 'plugins:manage', title: { en: 'Enable, disable and configure plugins', 'zh-CN': '启用、停用和配置插件' }, defaultRoles: [] },
   { id: 'audit:read', title: { en: 'Read the audit log', 'zh-CN': '查看审计日志' }, defaultRoles: [] },
+  { id: 'operations:read', title: { en: 'See your own operations', 'zh-CN': '查看自己的操作' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'operations:cancel', title: { en: 'Cancel your own operations', 'zh-CN': '取消自己的操作' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'operations:manage', title: { en: "See and cancel every user's operations", 'zh-CN': '查看和取消所有用户的操作' }, defaultRoles: [] },
 ];
 
 /**

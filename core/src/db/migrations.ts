@@ -53,6 +53,47 @@ const coreMigrations: Migration[] = [
       });
     },
   },
+  {
+    name: '0002_operations',
+    async up(knex) {
+      // Long-running actions (core/src/operations). `seq` orders lists and makes their cursor;
+      // `runner` is the instance id of the core process running it, `updated_at` its heartbeat.
+      await knex.schema.createTable('operations', (t) => {
+        t.text('id').primary();
+        t.bigIncrements('seq', { primaryKey: false }).unique();
+        t.text('kind').notNullable();
+        t.text('owner').notNullable();
+        t.text('user_id');
+        t.text('title').notNullable();
+        t.text('state').notNullable();
+        t.double('progress').notNullable().defaultTo(0);
+        t.text('message');
+        t.jsonb('result');
+        t.jsonb('error');
+        t.text('runner').notNullable();
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('finished_at', { useTz: true });
+        t.index(['user_id', 'seq']);
+        t.index(['state', 'updated_at']);
+      });
+      await knex.raw(
+        "alter table operations add constraint operations_state_check check (state in ('running', 'succeeded', 'failed', 'cancelled'))",
+      );
+    },
+  },
+  {
+    name: '0002_stream_tickets',
+    async up(knex) {
+      // Single-use tickets for opening the WebSocket stream (core/src/events/tickets.ts), stored hashed.
+      await knex.schema.createTable('stream_tickets', (t) => {
+        t.text('token_hash').primary();
+        t.jsonb('principal').notNullable();
+        t.timestamp('expires_at', { useTz: true }).notNullable().index();
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+    },
+  },
 ];
 
 /** A knex migration source over in-code migrations, so no file globbing decides what runs. */

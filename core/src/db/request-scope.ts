@@ -14,6 +14,11 @@ export function withinRequestTransaction<T>(fn: () => Promise<T>): Promise<T> {
   return scope.run({ transactionOpen: true }, fn);
 }
 
+/** Whether a request's transaction is open in this async context (the global connection may not be used). */
+export function inRequestTransaction(): boolean {
+  return scope.getStore()?.transactionOpen === true;
+}
+
 /** Run `fn` outside any request scope (background work started from a request). */
 export function outsideRequest<T>(fn: () => T): T {
   return scope.exit(fn);

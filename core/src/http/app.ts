@@ -7,6 +7,7 @@ import { compileRoute, type RequestState, type RouteOwner, type RouteRuntime } f
 import { toHttpError } from './errors.js';
 import type { HttpMetrics } from './metrics.js';
 import type { KernelHooks } from '../kernel/hooks.js';
+import type { Redactor } from '../secrets/redactor.js';
 
 export interface AppOptions {
   logger: Logger;
@@ -18,6 +19,8 @@ export interface AppOptions {
   coreOwner: RouteOwner;
   routeRuntime: RouteRuntime;
   pluginDispatcher: Middleware<RequestState>;
+  /** Applied to every error body, so a secret in a message or details shows as "••••". */
+  redactor?: Redactor;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -54,7 +57,7 @@ export function buildApp(options: AppOptions): Koa<RequestState> {
       const http = toHttpError(error, requestId, ctx.state.errorStyle);
       if (http.serverFault) logger.error({ err: error, requestId, method: ctx.method, path: ctx.path }, 'request failed');
       ctx.status = http.status;
-      ctx.body = http.body;
+      ctx.body = options.redactor ? options.redactor.redactValue(http.body) : http.body;
       // A body the handler did not read must not be left hanging on a keep-alive connection.
       if (!ctx.req.complete) ctx.set('connection', 'close');
     }

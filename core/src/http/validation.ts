@@ -74,11 +74,15 @@ function validator(ajv: Ajv, schema: JsonSchema, what: string, code: 'validation
   const validate: ValidateFunction = ajv.compile(closeObjects(schema));
   return (value: unknown) => {
     if (validate(value)) return value;
-    const problems = (validate.errors ?? []).map((e) => describe(e, what));
-    const unique = problems.filter((p, i) => problems.findIndex((q) => q.path === p.path && q.message === p.message) === i);
-    const message = unique.map((p) => (p.path === what ? `${what} ${p.message}` : `${p.path}: ${p.message}`)).join('; ');
-    throw new AiplatError(code, `Invalid ${what}: ${message}`, { problems: unique });
+    throw validationError(validate.errors, what, code);
   };
+}
+
+function validationError(errors: ErrorObject[] | null | undefined, what: string, code: 'validation_failed' = 'validation_failed'): AiplatError {
+  const problems = (errors ?? []).map((e) => describe(e, what));
+  const unique = problems.filter((p, i) => problems.findIndex((q) => q.path === p.path && q.message === p.message) === i);
+  const message = unique.map((p) => (p.path === what ? `${what} ${p.message}` : `${p.path}: ${p.message}`)).join('; ');
+  return new AiplatError(code, `Invalid ${what}: ${message}`, { problems: unique });
 }
 
 export function bodyValidator(schema: JsonSchema): Validator {
@@ -102,6 +106,37 @@ export function configValidator(schema: JsonSchema): (value: unknown) => { ok: t
       message: (validate.errors ?? []).map((e) => describe(e, 'config')).map((p) => `${p.path}: ${p.message}`).join('; '),
     };
   };
+}
+
+export interface SettingsValidator {
+  /** The settings with defaults applied (a copy); a 400 `validation_failed` naming the fields otherwise. */
+  validate(value: unknown): Record<string, unknown>;
+  /** A copy with defaults applied, whether or not the value is valid (for showing stored settings). */
+  withDefaults(value: unknown): Record<string, unknown>;
+}
+
+const settingsValidators = new WeakMap<JsonSchema, SettingsValidator>();
+
+/** Settings written through the API: closed objects like every request body, defaults applied. */
+export function settingsValidator(schema: JsonSchema): SettingsValidator {
+  let cached = settingsValidators.get(schema);
+  if (!cached) {
+    const compiled = configAjv.compile(closeObjects(schema));
+    cached = {
+      validate: (value) => {
+        const copy = structuredClone(value ?? {}) as Record<string, unknown>;
+        if (compiled(copy)) return copy;
+        throw validationError(compiled.errors, 'settings');
+      },
+      withDefaults: (value) => {
+        const copy = structuredClone(value ?? {}) as Record<string, unknown>;
+        compiled(copy);
+        return copy;
+      },
+    };
+    settingsValidators.set(schema, cached);
+  }
+  return cached;
 }
 
 export function compileSchemaOrThrow(schema: JsonSchema): void {

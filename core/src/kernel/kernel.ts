@@ -506,6 +506,36 @@ export class Kernel {
     );
   }
 
+  /**
+   * Hand a running plugin its changed settings (after they are committed): `configChanged(ctx)`
+   * with a context holding the new settings when the plugin defines it, otherwise a restart of
+   * that plugin alone (its dependents keep running). A throw in `configChanged` falls back to the
+   * restart. A plugin that is not running picks the settings up at its next start.
+   */
+  applyConfig(id: string): Promise<void> {
+    return this.exclusive(() =>
+      outsideRequest(async () => {
+        const record = this.get(id);
+        if (record.state !== 'enabled') return;
+        const configChanged = record.definition?.configChanged;
+        if (configChanged && record.context) {
+          try {
+            const ctx: PluginContext = { ...record.context, config: await this.readConfig(record) };
+            // Requests from now on see the new settings through `ctx.plugin`.
+            record.context = ctx;
+            await configChanged(ctx);
+            this.options.logger.info({ plugin: id }, 'plugin settings changed');
+            return;
+          } catch (error) {
+            this.options.logger.error({ plugin: id, err: error }, 'plugin configChanged failed: restarting the plugin');
+          }
+        }
+        await this.stop(record, 'restarting with new settings');
+        await this.start(record);
+      }),
+    );
+  }
+
   /** Stop everything, dependents before their dependencies. */
   async stopAll(): Promise<void> {
     await this.exclusive(async () => {
@@ -514,6 +544,11 @@ export class Kernel {
         if (record) await this.stop(record, 'core shutting down');
       }
     });
+  }
+
+  /** The plugin's manifest (404 for an unknown plugin; undefined when its manifest is invalid). */
+  manifestOf(id: string): PluginManifest | undefined {
+    return this.get(id).manifest;
   }
 
   status(id: string): PluginStatus {

@@ -1,5 +1,5 @@
-import { KernelHooks } from '@aiplat/core';
-import type { Logger, PlatformInfo, PluginContext, PluginManifest, ServiceRef } from '@aiplat/plugin-sdk';
+import { EventHub, KernelHooks, MemoryTransport } from '@aiplat/core';
+import type { EventBus, Logger, PlatformInfo, PluginContext, PluginManifest, ServiceRef } from '@aiplat/plugin-sdk';
 import { PLUGIN_API_VERSION } from '@aiplat/plugin-sdk';
 
 export interface MockLogger extends Logger {
@@ -27,6 +27,11 @@ function mockLogger(entries: MockLogger['entries'] = [], bindings: Record<string
 export const mockServices = {
   logger: (): MockLogger => mockLogger(),
   hooks: (isActive: (owner: string) => boolean = () => true): KernelHooks => new KernelHooks(isActive),
+  /**
+   * The real in-process event bus, as plugin `pluginId` gets it (it publishes only to its own
+   * topics). Pass the same `hub` to several calls to let them see each other's events.
+   */
+  events: (pluginId: string, hub: EventHub = new EventHub(new MemoryTransport(), mockLogger())): EventBus => hub.bus(pluginId),
   platform: (overrides: Partial<PlatformInfo> = {}): PlatformInfo => ({
     version: '0.0.0-test',
     pluginApi: PLUGIN_API_VERSION,
