@@ -182,12 +182,17 @@ describe('route contract and bad input', () => {
     expect((await core.client.delete('/api/plugins/probe/items/kept')).status).toBe(404);
   });
 
-  it('fails a global-connection query inside a request transaction at once instead of hanging', async () => {
+  it('explains a global-connection query inside a request transaction instead of hanging (embedded), or serves it (PostgreSQL)', async () => {
     const started = Date.now();
     const res = await core.client.post('/api/plugins/probe/global', {});
-    expect(res.status).toBe(500);
-    expect(Date.now() - started).toBeLessThan(5000);
-    expect(core.logs.some((l) => String((l.err as { message?: string } | undefined)?.message).includes('use ctx.db in route handlers'))).toBe(true);
+    if (core.core.database.kind === 'embedded') {
+      // the handler waits for the single connection its own transaction holds, until the acquire timeout
+      expect(res.status).toBe(503);
+      expect(res.body.error.message).toContain('use ctx.db in route handlers');
+      expect(Date.now() - started).toBeLessThan(15_000);
+    } else {
+      expect(res.status).toBe(200);
+    }
   });
 
   it('answers unknown paths and methods with catalog errors', async () => {
@@ -210,6 +215,18 @@ describe('route contract and bad input', () => {
     const res = await core.client.anonymous().get('/api/plugins/probe/openai-style');
     expect(res.status).toBe(401);
     expect(res.body).toEqual({ error: { message: 'bad key', type: 'authentication_error', param: null, code: 'unauthenticated' } });
+  });
+
+  it('writes one access log line per request, with secrets redacted', async () => {
+    await core.client.get('/api/plugins/hello/greeting?name=Logged', { headers: { 'x-request-id': 'access-1' } });
+    await core.client.anonymous().get('/api/v1/health?probe=test-admin-password-1234', { headers: { 'x-request-id': 'access-2' } });
+    const lines = core.logs.filter((l) => l.msg === 'request' && String(l.reqId).startsWith('access-'));
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({ level: 30, service: 'aiplat', reqId: 'access-1', method: 'GET', url: '/api/plugins/hello/greeting?name=Logged', status: 200, user: 'admin' });
+    expect(typeof lines[0]!.ms).toBe('number');
+    expect(typeof lines[0]!.time).toBe('number');
+    expect(lines[1]).toMatchObject({ reqId: 'access-2', url: '/api/v1/health?probe=••••', status: 200 });
+    expect(lines[1]).not.toHaveProperty('user');
   });
 
   it('echoes a valid request id and makes one otherwise', async () => {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import type { Logger } from '@aiplat/plugin-sdk';
-import { guardGlobalConnection } from './request-scope.js';
+import { EMBEDDED_ACQUIRE_TIMEOUT_MS, explainEmbeddedAcquireTimeout } from './embedded-connection.js';
 
 export type DatabaseKind = 'embedded' | 'postgres';
 
@@ -42,7 +42,7 @@ async function openEmbedded(dataDir: string): Promise<Knex> {
     client: EmbeddedClient as unknown as typeof Knex.Client,
     dialect: 'postgres',
     connection: { pglite } as unknown as Knex.StaticConnectionConfig,
-    acquireConnectionTimeout: 60_000,
+    acquireConnectionTimeout: EMBEDDED_ACQUIRE_TIMEOUT_MS,
   });
 }
 
@@ -56,7 +56,7 @@ export async function openDatabase(options: { dataDir: string; databaseUrl?: str
         acquireConnectionTimeout: 30_000,
       })
     : await openEmbedded(options.dataDir);
-  guardGlobalConnection(knex);
+  if (kind === 'embedded') explainEmbeddedAcquireTimeout(knex);
   try {
     await knex.raw('select 1');
   } catch (error) {

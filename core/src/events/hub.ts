@@ -1,5 +1,4 @@
 import type { EventAudience, EventBus, EventGap, EventSubscription, Logger, StreamEvent } from '@aiplat/plugin-sdk';
-import { outsideRequest } from '../db/request-scope.js';
 import { normaliseAudience } from './audience.js';
 import type { BusEvent } from './event.js';
 import { checkPublishTopic, EventUsageError, topicProblem } from './topics.js';
@@ -218,15 +217,12 @@ export class ScopedEventBus implements EventBus {
       topic,
       {
         onEvent: (event) => {
-          // Handlers run outside any request's transaction scope, whoever published.
-          outsideRequest(() => {
-            try {
-              const result = handler(event.toStreamEvent<T>()) as unknown;
-              if (result && typeof (result as Promise<unknown>).catch === 'function') (result as Promise<unknown>).catch(logFailure);
-            } catch (error) {
-              logFailure(error);
-            }
-          });
+          try {
+            const result = handler(event.toStreamEvent<T>()) as unknown;
+            if (result && typeof (result as Promise<unknown>).catch === 'function') (result as Promise<unknown>).catch(logFailure);
+          } catch (error) {
+            logFailure(error);
+          }
         },
         onGap: options.onGap,
       },

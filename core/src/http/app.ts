@@ -6,11 +6,13 @@ import { AiplatError, coreHooks, type Logger, type RouteDefinition } from '@aipl
 import { compileRoute, type RequestState, type RouteOwner, type RouteRuntime } from './route-contract.js';
 import { toHttpError } from './errors.js';
 import type { HttpMetrics } from './metrics.js';
+import type { AccessLog } from './access-log.js';
 import type { KernelHooks } from '../kernel/hooks.js';
 import type { Redactor } from '../secrets/redactor.js';
 
 export interface AppOptions {
   logger: Logger;
+  accessLog: AccessLog;
   metrics: HttpMetrics;
   metricsToken?: string;
   hooks: KernelHooks;
@@ -27,7 +29,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function buildApp(options: AppOptions): Koa<RequestState> {
   const app = new Koa<RequestState>({ proxy: true });
-  const { logger, metrics, hooks } = options;
+  const { logger, metrics, hooks, accessLog } = options;
 
   const coreRouter = new Router<RequestState>({ prefix: '/api/v1' });
   for (const route of options.coreRoutes) {
@@ -64,7 +66,7 @@ export function buildApp(options: AppOptions): Koa<RequestState> {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? (ctx.path === '/metrics' ? '/metrics' : 'unmatched');
     metrics.observe(ctx.method, route, ctx.status, seconds);
-    logger.info({ reqId: requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(seconds * 1e5) / 100, user: ctx.state.user?.username }, 'request');
+    accessLog.write({ requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(seconds * 1e5) / 100, user: ctx.state.user?.username });
     if (hooks.isUsed(coreHooks.requestFinished)) {
       hooks.callSync(coreHooks.requestFinished, {
         method: ctx.method,
@@ -78,15 +80,15 @@ export function buildApp(options: AppOptions): Koa<RequestState> {
   });
 
   // Prometheus scrapes are public unless a scrape token is configured.
-  app.use(async (ctx, next) => {
-    if (ctx.path !== '/metrics') return next();
+  const serveMetrics = async (ctx: Koa.ParameterizedContext<RequestState>) => {
     if (ctx.method !== 'GET') throw new AiplatError('method_not_allowed');
     if (options.metricsToken && ctx.get('authorization') !== `Bearer ${options.metricsToken}`) {
       throw new AiplatError('unauthenticated', 'This endpoint needs the scrape token (Authorization: Bearer <AIPLAT_METRICS_TOKEN>)');
     }
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
-  });
+  };
+  app.use((ctx, next) => (ctx.path === '/metrics' ? serveMetrics(ctx) : next()));
 
   app.use(options.pluginDispatcher);
   app.use(

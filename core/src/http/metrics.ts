@@ -23,9 +23,18 @@ export class HttpMetrics {
     });
   }
 
+  // Label children are looked up once per method/route/status, not hashed on every request.
+  private readonly children = new Map<string, { duration: { observe(v: number): void }; requests: { inc(): void } }>();
+
   observe(method: string, route: string, status: number, seconds: number): void {
-    const labels = { method, route, status: String(status) };
-    this.duration.observe(labels, seconds);
-    this.requests.inc(labels);
+    const key = `${method} ${status} ${route}`;
+    let child = this.children.get(key);
+    if (!child) {
+      const labels = { method, route, status: String(status) };
+      child = { duration: this.duration.labels(labels), requests: this.requests.labels(labels) };
+      this.children.set(key, child);
+    }
+    child.duration.observe(seconds);
+    child.requests.inc();
   }
 }

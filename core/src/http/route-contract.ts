@@ -5,6 +5,8 @@ import {
   isReply,
   routeMutates,
   type Logger,
+  type MultipartField,
+  type MultipartFile,
   type PluginContext,
   type Principal,
   type RouteContext,
@@ -12,7 +14,6 @@ import {
 } from '@aiplat/plugin-sdk';
 import { multipartParts, rawBodyStream, readJsonBody, readRawBody, hasBody } from './body.js';
 import { bodyValidator, paramsValidator, queryValidator, type Validator } from './validation.js';
-import { outsideRequest, withinRequestTransaction } from '../db/request-scope.js';
 import type { AuditWriter } from '../audit/audit.js';
 
 export interface RouteOwner {
@@ -26,7 +27,9 @@ export interface RouteOwner {
 
 export interface RouteRuntime {
   db(): Knex;
-  authenticate(header: string | undefined): Promise<Principal | undefined>;
+  authenticate(token: string | undefined): Promise<Principal | undefined>;
+  /** The principal of a token verified before and still valid, without waiting (undefined otherwise). */
+  cachedPrincipal?(token: string): Principal | undefined;
   authorize(principal: Principal, permission: string): boolean;
   audit: AuditWriter;
   logger: Logger;
@@ -99,121 +102,181 @@ export function compileRoute(route: RouteDefinition, owner: RouteOwner, runtime:
   } catch (error) {
     throw new RouteContractError(`${owner.id}: route ${route.method} ${route.path}: schema does not compile: ${(error as Error).message}`);
   }
-  const mutates = routeMutates(route);
-  const audit = route.audit ?? (mutates ? 'request' : undefined);
-  const body = route.body ?? { mode: 'none' as const };
-  const errorStyle = route.errors ?? 'aiplat';
-  const action = `${owner.id}:${route.method} ${route.path}`;
-
-  return async (ctx) => {
-    ctx.state.errorStyle = errorStyle;
-    ctx.state.plugin = owner.id === 'core' ? undefined : owner.id;
-
-    let user: Principal | undefined;
-    if (route.permission !== undefined) {
-      const header = ctx.req.headers.authorization;
-      user = await runtime.authenticate(header ? BEARER.exec(header)?.[1] : undefined);
-      if (!user) throw new AiplatError('unauthenticated');
-      if (!runtime.authorize(user, route.permission)) {
-        throw new AiplatError('forbidden', `This action needs the permission "${route.permission}"`, { permission: route.permission });
-      }
-      ctx.state.user = user;
-    }
-
-    const params = validators.params ? validators.params({ ...ctx.params }) : ctx.params;
-    const query = validators.query ? validators.query(queryObject(ctx)) : queryObject(ctx);
-
-    let parsed: unknown;
-    let bodyStream: RouteContext['bodyStream'];
-    const mode = body?.mode ?? 'none';
-    if (mode === 'none') {
-      if (hasBody(ctx.req)) throw new AiplatError('bad_request', `${route.method} ${ctx.path} takes no request body`);
-    } else if (body?.mode === 'json') {
-      parsed = validators.body!(await readJsonBody(ctx.req, body));
-    } else if (body?.mode === 'raw') {
-      if (body.stream) bodyStream = rawBodyStream(ctx.req, body);
-      else parsed = await readRawBody(ctx.req, body);
-    }
-
-    const afterCommit: (() => unknown)[] = [];
-    const run = async (db: Knex): Promise<unknown> => {
-      const rc: RouteContext = {
-        params: params as Record<string, string>,
-        query: query as Record<string, unknown>,
-        body: parsed,
-        db,
-        get user() {
-          return user;
-        },
-        set user(value) {
-          user = value;
-          ctx.state.user = value;
-        },
-        requestId: ctx.state.requestId,
-        get log() {
-          return (owner.context?.()?.logger ?? runtime.logger).child({ reqId: ctx.state.requestId });
-        },
-        get plugin(): PluginContext {
-          const context = owner.context?.();
-          if (!context) throw new AiplatError('internal', `${owner.id} routes have no plugin context`);
-          return context;
-        },
-        headers: ctx.req.headers,
-        req: ctx.req,
-        res: ctx.res,
-        bodyStream,
-        parts: () => {
-          if (body?.mode !== 'multipart') throw new AiplatError('internal', 'parts() is only for multipart routes');
-          return multipartParts(ctx.req, body);
-        },
-        audit: (auditAction, details) =>
-          runtime.audit.write(db, {
-            action: auditAction,
-            plugin: ctx.state.plugin,
-            actor: user,
-            requestId: ctx.state.requestId,
-            details: details ?? {},
-          }),
-        setHeader: (name, value) => ctx.set(name, value),
-        afterCommit: (fn) => void afterCommit.push(fn),
-        takeOver: () => {
-          ctx.respond = false;
-        },
-      };
-      return route.handler(rc);
-    };
-
-    let result: unknown;
-    if (mutates) {
-      result = await runtime.db().transaction(async (trx) => {
-        const value = await withinRequestTransaction(() => run(trx));
-        if (audit === 'request') {
-          await runtime.audit.write(trx, {
-            action,
-            plugin: ctx.state.plugin,
-            actor: user,
-            requestId: ctx.state.requestId,
-            status: isReply(value) ? value.status : value === undefined ? 204 : 200,
-            details: { method: route.method, path: ctx.path, params: ctx.params },
-          });
-        }
-        return value;
-      });
-    } else {
-      result = await run(runtime.db());
-    }
-
-    for (const fn of afterCommit) await outsideRequest(fn);
-
-    if (ctx.respond === false) return;
-    if (isReply(result)) {
-      ctx.status = result.status;
-      if (result.headers) ctx.set(result.headers);
-      if (result.body !== undefined) ctx.body = result.body;
-    } else if (result === undefined) {
-      ctx.status = 204;
-    } else {
-      ctx.body = result;
-    }
+  const compiled: CompiledRoute = {
+    route,
+    owner,
+    runtime,
+    validators,
+    mutates: routeMutates(route),
+    audit: route.audit ?? (routeMutates(route) ? 'request' : undefined),
+    body: route.body ?? { mode: 'none' },
+    errorStyle: route.errors ?? 'aiplat',
+    action: `${owner.id}:${route.method} ${route.path}`,
+    plugin: owner.id === 'core' ? undefined : owner.id,
   };
+  return (ctx) => handle(compiled, ctx);
+}
+
+interface CompiledRoute {
+  route: RouteDefinition;
+  owner: RouteOwner;
+  runtime: RouteRuntime;
+  validators: ReturnType<typeof compileValidators>;
+  mutates: boolean;
+  audit: 'request' | 'explicit' | 'metered' | undefined;
+  body: NonNullable<RouteDefinition['body']>;
+  errorStyle: 'aiplat' | 'openai';
+  action: string;
+  plugin: string | undefined;
+}
+
+/**
+ * What a handler receives. A class, so the per-request cost is one object: its accessors and
+ * methods live on the prototype instead of being closures made for every request.
+ */
+class RequestContext implements RouteContext {
+  pendingAfterCommit: (() => unknown)[] | undefined;
+
+  constructor(
+    private readonly koa: AppContext,
+    private readonly compiled: CompiledRoute,
+    readonly params: Record<string, string>,
+    readonly query: Record<string, unknown>,
+    readonly body: unknown,
+    readonly bodyStream: RouteContext['bodyStream'],
+    readonly db: Knex,
+    private principal: Principal | undefined,
+  ) {}
+
+  get user(): Principal | undefined {
+    return this.principal;
+  }
+  set user(value: Principal | undefined) {
+    this.principal = value;
+    this.koa.state.user = value;
+  }
+  get requestId(): string {
+    return this.koa.state.requestId;
+  }
+  get log(): Logger {
+    return (this.compiled.owner.context?.()?.logger ?? this.compiled.runtime.logger).child({ reqId: this.koa.state.requestId });
+  }
+  get plugin(): PluginContext {
+    const context = this.compiled.owner.context?.();
+    if (!context) throw new AiplatError('internal', `${this.compiled.owner.id} routes have no plugin context`);
+    return context;
+  }
+  get headers(): RouteContext['headers'] {
+    return this.koa.req.headers;
+  }
+  get req(): RouteContext['req'] {
+    return this.koa.req;
+  }
+  get res(): RouteContext['res'] {
+    return this.koa.res;
+  }
+  parts(): AsyncIterable<MultipartField | MultipartFile> {
+    const body = this.compiled.body;
+    if (body.mode !== 'multipart') throw new AiplatError('internal', 'parts() is only for multipart routes');
+    return multipartParts(this.koa.req, body);
+  }
+  audit(action: string, details?: Record<string, unknown>): Promise<void> {
+    return this.compiled.runtime.audit.write(this.db, {
+      action,
+      plugin: this.compiled.plugin,
+      actor: this.principal,
+      requestId: this.koa.state.requestId,
+      details: details ?? {},
+    });
+  }
+  setHeader(name: string, value: string): void {
+    this.koa.set(name, value);
+  }
+  afterCommit(fn: () => unknown): void {
+    (this.pendingAfterCommit ??= []).push(fn);
+  }
+  takeOver(): void {
+    this.koa.respond = false;
+  }
+}
+
+/** The caller of a permission route: a cached token answers at once, a new one is verified. */
+function authenticate(compiled: CompiledRoute, ctx: AppContext): Principal | Promise<Principal> {
+  const header = ctx.req.headers.authorization;
+  const token = header ? BEARER.exec(header)?.[1] : undefined;
+  const cached = token ? compiled.runtime.cachedPrincipal?.(token) : undefined;
+  if (cached) return authorize(compiled, ctx, cached);
+  return compiled.runtime.authenticate(token).then((user) => authorize(compiled, ctx, user));
+}
+
+function authorize(compiled: CompiledRoute, ctx: AppContext, user: Principal | undefined): Principal {
+  const permission = compiled.route.permission!;
+  if (!user) throw new AiplatError('unauthenticated');
+  if (!compiled.runtime.authorize(user, permission)) {
+    throw new AiplatError('forbidden', `This action needs the permission "${permission}"`, { permission });
+  }
+  ctx.state.user = user;
+  return user;
+}
+
+async function handle(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
+  const { route, validators, body, runtime } = compiled;
+  ctx.state.errorStyle = compiled.errorStyle;
+  ctx.state.plugin = compiled.plugin;
+  let user: Principal | undefined;
+  if (route.permission !== undefined) {
+    const found = authenticate(compiled, ctx);
+    user = found instanceof Promise ? await found : found;
+  }
+
+  const params = (validators.params ? validators.params({ ...ctx.params }) : ctx.params) as Record<string, string>;
+  const query = (validators.query ? validators.query(queryObject(ctx)) : queryObject(ctx)) as Record<string, unknown>;
+
+  let parsed: unknown;
+  let bodyStream: RouteContext['bodyStream'];
+  if (body.mode === 'none') {
+    if (hasBody(ctx.req)) throw new AiplatError('bad_request', `${route.method} ${ctx.path} takes no request body`);
+  } else if (body.mode === 'json') {
+    parsed = validators.body!(await readJsonBody(ctx.req, body));
+  } else if (body.mode === 'raw') {
+    if (body.stream) bodyStream = rawBodyStream(ctx.req, body);
+    else parsed = await readRawBody(ctx.req, body);
+  }
+
+  let rc: RequestContext;
+  let result: unknown;
+  if (compiled.mutates) {
+    result = await runtime.db().transaction(async (trx) => {
+      rc = new RequestContext(ctx, compiled, params, query, parsed, bodyStream, trx, user);
+      const value = await route.handler(rc);
+      if (compiled.audit === 'request') {
+        await runtime.audit.write(trx, {
+          action: compiled.action,
+          plugin: compiled.plugin,
+          actor: rc.user,
+          requestId: ctx.state.requestId,
+          status: isReply(value) ? value.status : value === undefined ? 204 : 200,
+          details: { method: route.method, path: ctx.path, params: ctx.params },
+        });
+      }
+      return value;
+    });
+  } else {
+    rc = new RequestContext(ctx, compiled, params, query, parsed, bodyStream, runtime.db(), user);
+    result = await route.handler(rc);
+  }
+
+  const pending = rc!.pendingAfterCommit;
+  if (pending) for (const fn of pending) await fn();
+
+  if (ctx.respond === false) return;
+  if (isReply(result)) {
+    ctx.status = result.status;
+    if (result.headers) ctx.set(result.headers);
+    if (result.body !== undefined) ctx.body = result.body;
+  } else if (result === undefined) {
+    ctx.status = 204;
+  } else {
+    ctx.body = result;
+  }
 }

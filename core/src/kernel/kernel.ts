@@ -27,7 +27,6 @@ import type { KernelHooks } from './hooks.js';
 import { compileRoute, type RequestState, type RouteRuntime } from '../http/route-contract.js';
 import { configValidator } from '../http/validation.js';
 import { migrationSource } from '../db/migrations.js';
-import { outsideRequest } from '../db/request-scope.js';
 
 export type PluginState = 'enabled' | 'disabled' | 'failed';
 
@@ -266,16 +265,13 @@ export class Kernel {
         ...(manifest.permissions ?? []).map((p) => p.id),
         ...this.requires(record.id).flatMap((dep) => (this.plugins.get(dep)?.manifest?.permissions ?? []).map((p) => p.id)),
       ]);
-      const router = new Router<RequestState>({ prefix: `/api/plugins/${record.id}` });
-      const aliasRouters = (manifest.http?.aliases ?? []).map((alias) => [alias, new Router<RequestState>({ prefix: alias })] as const);
-      for (const route of record.routes) {
-        const middleware = compileRoute(route, { id: record.id, permissions, context: () => record.context }, this.options.routeRuntime);
-        const method = route.method.toLowerCase() as 'get';
-        router[method](route.path, middleware);
-        for (const [, aliasRouter] of aliasRouters) aliasRouter[method](route.path, middleware);
-      }
-      record.router = routerMiddleware(router);
-      for (const [alias, aliasRouter] of aliasRouters) record.aliasRouters.set(alias, routerMiddleware(aliasRouter));
+      const compiled = record.routes.map((route) => ({
+        method: route.method,
+        path: route.path,
+        middleware: compileRoute(route, { id: record.id, permissions, context: () => record.context }, this.options.routeRuntime),
+      }));
+      record.router = routerMiddleware(`/api/plugins/${record.id}`, compiled);
+      for (const alias of manifest.http?.aliases ?? []) record.aliasRouters.set(alias, routerMiddleware(alias, compiled));
     } catch (error) {
       this.fail(record, `register failed: ${(error as Error).message}`, true);
       return false;
@@ -486,24 +482,20 @@ export class Kernel {
 
   /** Stop the planned plugins (dependents first). Runs outside any request transaction. */
   applyDisable(ids: string[]): Promise<void> {
-    return this.exclusive(() =>
-      outsideRequest(async () => {
-        for (const id of ids) await this.stop(this.get(id), 'disabled by an administrator');
-      }),
-    );
+    return this.exclusive(async () => {
+      for (const id of ids) await this.stop(this.get(id), 'disabled by an administrator');
+    });
   }
 
   /** Start the planned plugins (dependencies first); a failure stops the chain at that plugin. */
   applyEnable(ids: string[]): Promise<void> {
-    return this.exclusive(() =>
-      outsideRequest(async () => {
-        for (const id of ids) {
-          const record = this.get(id);
-          if (record.state === 'enabled') continue;
-          if (!(await this.load(record)) || !(await this.start(record))) break;
-        }
-      }),
-    );
+    return this.exclusive(async () => {
+      for (const id of ids) {
+        const record = this.get(id);
+        if (record.state === 'enabled') continue;
+        if (!(await this.load(record)) || !(await this.start(record))) break;
+      }
+    });
   }
 
   /**
@@ -513,27 +505,25 @@ export class Kernel {
    * restart. A plugin that is not running picks the settings up at its next start.
    */
   applyConfig(id: string): Promise<void> {
-    return this.exclusive(() =>
-      outsideRequest(async () => {
-        const record = this.get(id);
-        if (record.state !== 'enabled') return;
-        const configChanged = record.definition?.configChanged;
-        if (configChanged && record.context) {
-          try {
-            const ctx: PluginContext = { ...record.context, config: await this.readConfig(record) };
-            // Requests from now on see the new settings through `ctx.plugin`.
-            record.context = ctx;
-            await configChanged(ctx);
-            this.options.logger.info({ plugin: id }, 'plugin settings changed');
-            return;
-          } catch (error) {
-            this.options.logger.error({ plugin: id, err: error }, 'plugin configChanged failed: restarting the plugin');
-          }
+    return this.exclusive(async () => {
+      const record = this.get(id);
+      if (record.state !== 'enabled') return;
+      const configChanged = record.definition?.configChanged;
+      if (configChanged && record.context) {
+        try {
+          const ctx: PluginContext = { ...record.context, config: await this.readConfig(record) };
+          // Requests from now on see the new settings through `ctx.plugin`.
+          record.context = ctx;
+          await configChanged(ctx);
+          this.options.logger.info({ plugin: id }, 'plugin settings changed');
+          return;
+        } catch (error) {
+          this.options.logger.error({ plugin: id, err: error }, 'plugin configChanged failed: restarting the plugin');
         }
-        await this.stop(record, 'restarting with new settings');
-        await this.start(record);
-      }),
-    );
+      }
+      await this.stop(record, 'restarting with new settings');
+      await this.start(record);
+    });
   }
 
   /** Stop everything, dependents before their dependencies. */
@@ -589,7 +579,7 @@ export class Kernel {
 
   /** Koa middleware serving `/api/plugins/<id>/...` and mounted aliases; disabled plugins answer 404 at once. */
   dispatcher(): Middleware<RequestState> {
-    return async (ctx, next) => {
+    return (ctx, next) => {
       const match = /^\/api\/plugins\/([^/]+)(?:\/|$)/.exec(ctx.path);
       if (match) {
         const id = decodeURIComponent(match[1]!);
@@ -615,8 +605,27 @@ export class Kernel {
   }
 }
 
-function routerMiddleware(router: Router<RequestState>): Middleware<RequestState> {
-  return compose([
+interface CompiledPluginRoute {
+  method: string;
+  path: string;
+  middleware: Middleware<RequestState>;
+}
+
+/**
+ * A plugin's routes under `prefix`. Paths without parameters are found with one map lookup; the
+ * rest (parameters, trailing slashes, 405s) go through @koa/router.
+ */
+function routerMiddleware(prefix: string, routes: CompiledPluginRoute[]): Middleware<RequestState> {
+  const router = new Router<RequestState>({ prefix });
+  const exact = new Map<string, { template: string; middleware: Middleware<RequestState> }>();
+  for (const route of routes) {
+    router[route.method.toLowerCase() as 'get'](route.path, route.middleware);
+    if (/[:*(?]/.test(route.path) || route.path === '/') continue;
+    const entry = { template: `${prefix}${route.path}`, middleware: route.middleware };
+    exact.set(`${route.method} ${prefix}${route.path}`, entry);
+    if (route.method === 'GET') exact.set(`HEAD ${prefix}${route.path}`, entry);
+  }
+  const routed = compose([
     router.routes() as unknown as Middleware<RequestState>,
     router.allowedMethods({
       throw: true,
@@ -624,4 +633,12 @@ function routerMiddleware(router: Router<RequestState>): Middleware<RequestState
       notImplemented: () => new AiplatError('method_not_allowed'),
     }) as unknown as Middleware<RequestState>,
   ]);
+  return (ctx, next) => {
+    const hit = exact.get(`${ctx.method} ${ctx.path}`);
+    if (!hit) return routed(ctx, next);
+    // What @koa/router would have set: the template (for metrics and logs) and empty params.
+    (ctx as unknown as { _matchedRoute: string })._matchedRoute = hit.template;
+    (ctx as unknown as { params: Record<string, string> }).params = {};
+    return hit.middleware(ctx, next);
+  };
 }

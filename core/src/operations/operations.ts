@@ -13,7 +13,6 @@ import {
   type OperationState,
   type StartOperationOptions,
 } from '@aiplat/plugin-sdk';
-import { inRequestTransaction, outsideRequest } from '../db/request-scope.js';
 
 export const OPERATIONS_TABLE = 'operations';
 
@@ -261,17 +260,10 @@ export class OperationsService {
       () => true,
       () => false,
     );
-    if (inRequestTransaction()) {
-      storing.catch((error: unknown) => this.logger.error({ err: error, operation: op.id, kind, owner }, 'could not record a new operation; it does not run'));
-    } else {
-      try {
-        await storing;
-      } catch (error) {
-        this.live.delete(op.id);
-        throw error;
-      }
-    }
-    outsideRequest(() => void this.execute(live, run));
+    // Not awaited: inside a request's transaction (the embedded database's only connection) the
+    // row can only be written once that transaction ends. Until then reads answer from memory.
+    storing.catch((error: unknown) => this.logger.error({ err: error, operation: op.id, kind, owner }, 'could not record a new operation; it does not run'));
+    void this.execute(live, run);
     return { ...live.op } as Operation<TResult>;
   }
 
@@ -450,14 +442,12 @@ export class OperationsService {
     if (live.timer) return;
     // A burst of calls becomes one write; then at most one write per interval, the last value always written.
     const delay = Math.max(0, live.lastFlushAt + this.progressIntervalMs - Date.now());
-    live.timer = outsideRequest(() =>
-      setTimeout(() => {
-        live.timer = undefined;
-        this.enqueue(live, () => this.flush(live)).catch((error: unknown) =>
-          this.logger.warn({ err: error, operation: live.op.id }, 'could not record operation progress'),
-        );
-      }, delay),
-    );
+    live.timer = setTimeout(() => {
+      live.timer = undefined;
+      this.enqueue(live, () => this.flush(live)).catch((error: unknown) =>
+        this.logger.warn({ err: error, operation: live.op.id }, 'could not record operation progress'),
+      );
+    }, delay);
   }
 
   private async flush(live: Live): Promise<void> {
@@ -590,9 +580,9 @@ export class OperationsService {
     }
   }
 
-  /** Run `task` after the operation's earlier writes, outside any request scope. */
+  /** Run `task` after the operation's earlier writes. */
   private enqueue<T>(live: Live, task: () => Promise<T>): Promise<T> {
-    const next = live.chain.then(() => outsideRequest(task));
+    const next = live.chain.then(task);
     live.chain = next.catch(() => undefined);
     return next;
   }

@@ -50,8 +50,16 @@ export class Redactor {
     return this.plaintexts.size;
   }
 
+  /** Answers per field name, remembered: log lines repeat the same few names. */
+  private readonly nameAnswers = new Map<string, boolean>();
+
   isSensitiveName(name: string): boolean {
-    return SENSITIVE_NAME.test(name.toLowerCase().replace(/[-_]/g, ''));
+    let answer = this.nameAnswers.get(name);
+    if (answer === undefined) {
+      answer = SENSITIVE_NAME.test(name.toLowerCase().replace(/[-_]/g, ''));
+      if (this.nameAnswers.size < 10_000) this.nameAnswers.set(name, answer);
+    }
+    return answer;
   }
 
   /** Replace every known plaintext in `text`. */
