@@ -26,7 +26,7 @@
  * with the server for CPU, which caps both targets alike; the server CPU per message is the
  * figure that does not depend on that. Writes bench/results/stream-<date>.json.
  */
-import net from 'node:net';
+import { reachable } from '../scripts/reachable.mjs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
@@ -346,16 +346,6 @@ async function latency(target: Target, options: Options): Promise<Latency> {
   };
 }
 
-function reachable(url: string, defaultPort: number): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname, port: Number(port) || defaultPort });
-    socket.setTimeout(1000);
-    socket.once('connect', () => (socket.destroy(), resolve(true)));
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => (socket.destroy(), resolve(false)));
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 // with the suites that need real PostgreSQL and Redis servers (*.services.test.ts).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
-import net from 'node:net';
+import { reachable } from './reachable.mjs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -12,16 +12,6 @@ const root = path.resolve(import.meta.dirname, '..');
 const vitest = path.join(root, 'node_modules', '.bin', 'vitest');
 const extraArgs = process.argv.slice(2);
 
-function reachable(url, defaultPort = 5432) {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname, port: Number(port) || defaultPort });
-    socket.setTimeout(1000);
-    socket.once('connect', () => (socket.destroy(), resolve(true)));
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => (socket.destroy(), resolve(false)));
-  });
-}
 
 function run(cmd, args, options = {}) {
   return spawnSync(cmd, args, { stdio: 'inherit', cwd: root, ...options });
@@ -29,13 +19,13 @@ function run(cmd, args, options = {}) {
 
 /** Start the machine's PostgreSQL when it is installed but stopped (idempotent; quick when it runs). */
 async function ensurePostgres(url) {
-  if (await reachable(url)) return;
+  if (await reachable(url, 5432)) return;
   const clusters = existsSync('/etc/postgresql') ? readdirSync('/etc/postgresql') : [];
   if (clusters.length === 0) throw new Error(`PostgreSQL at ${url} is not reachable and no local cluster is installed to start`);
   console.log(`[test] starting PostgreSQL ${clusters[0]}`);
   run('pg_ctlcluster', ['--skip-systemctl-redirect', clusters[0], 'main', 'start']);
-  for (let i = 0; i < 50 && !(await reachable(url)); i++) await new Promise((r) => setTimeout(r, 200));
-  if (!(await reachable(url))) throw new Error(`PostgreSQL at ${url} did not come up`);
+  for (let i = 0; i < 50 && !(await reachable(url, 5432)); i++) await new Promise((r) => setTimeout(r, 200));
+  if (!(await reachable(url, 5432))) throw new Error(`PostgreSQL at ${url} did not come up`);
 }
 
 /** Start the machine's Redis when it is installed but stopped. */

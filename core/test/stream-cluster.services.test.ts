@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -8,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '@aiplat/testing';
 import { hashPassword } from '../src/auth/passwords.js';
 import { spawnCore, type SpawnedCore } from './helpers/spawn-core.js';
+import { reachable } from '../../scripts/reachable.mjs';
 import { percentile, StreamClient, streamTicket, streamUrl, type StreamMessage } from './helpers/stream-client.js';
 
 /**
@@ -35,16 +35,6 @@ const PAD = Number(process.env.STREAM_TEST_PAD ?? 1000);
 /** p99 publish → receive latency the other subscribers must stay under while a client is stalled. */
 const P99_BOUND_MS = Number(process.env.STREAM_TEST_P99_MS ?? 1000);
 
-function reachable(url: string, defaultPort: number): Promise<boolean> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: hostname, port: Number(port) || defaultPort });
-    socket.setTimeout(1000);
-    socket.once('connect', () => (socket.destroy(), resolve(true)));
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => (socket.destroy(), resolve(false)));
-  });
-}
 const databaseUp = await reachable(DATABASE_URL, 5432);
 const redisUp = await reachable(REDIS_URL, 6379);
 

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -8,18 +7,12 @@ import type { BusEvent } from './event.js';
 import { EventHub } from './hub.js';
 import { RedisTransport } from './redis-transport.js';
 import { DEFAULT_RETENTION, type Retention } from './transport.js';
+import { reachable } from '../../../scripts/reachable.mjs';
 
 // Runs against TEST_REDIS_URL (or a Redis on 127.0.0.1:6379) in the server pass of `npm test`
 // (*.services.test.ts); a Redis that does not answer fails it with a message saying so.
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const reachable = await new Promise<boolean>((resolve) => {
-  const { hostname, port } = new URL(REDIS_URL);
-  const socket = net.connect({ host: hostname, port: Number(port) || 6379 });
-  socket.setTimeout(500);
-  socket.once('connect', () => (socket.destroy(), resolve(true)));
-  socket.once('error', () => resolve(false));
-  socket.once('timeout', () => (socket.destroy(), resolve(false)));
-});
+const reachableRedis = await reachable(REDIS_URL, 6379, 500);
 
 const logger = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -33,7 +26,7 @@ async function until(check: () => boolean, ms = 5000): Promise<void> {
 
 describe('the event hub through Redis', () => {
   it('has a Redis to talk to', () => {
-    expect(reachable, `no Redis answers at ${REDIS_URL}: start one or set TEST_REDIS_URL`).toBe(true);
+    expect(reachableRedis, `no Redis answers at ${REDIS_URL}: start one or set TEST_REDIS_URL`).toBe(true);
   });
   const namespace = `test-${randomBytes(4).toString('hex')}`;
   const connections: Redis[] = [];
