@@ -146,7 +146,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     if (bootstrap.generatedPassword) {
       // Printed once, on the console only: it is never stored in clear.
       process.stderr.write(
-        `\n  aiplat created the administrator account.\n    username: admin\n    password: ${bootstrap.generatedPassword}\n  Change it after signing in (or set AIPLAT_ADMIN_PASSWORD before the first start).\n\n`,
+        `\n  aiplat created the administrator account.\n    username: admin\n    password: ${bootstrap.generatedPassword}\n  Keep it: it is shown only this once (set AIPLAT_ADMIN_PASSWORD before the first start to choose it).\n\n`,
       );
     }
 
