@@ -19,9 +19,8 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  ADMIN_PASSWORD,
   REPO_ROOT,
-  cleanEnv,
+  coreEnv,
   fmt,
   freePort,
   machine,
@@ -80,14 +79,7 @@ async function startAndStop(dataDir: string, options: ReturnType<typeof parseOpt
   const port = await freePort();
   const proc = spawnNode(
     'core/src/main.ts',
-    cleanEnv({
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      AIPLAT_DATA_DIR: dataDir,
-      AIPLAT_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      AIPLAT_PLUGIN_DIRS: path.join(REPO_ROOT, 'examples'),
-      LOG_LEVEL: options.logLevel,
-    }),
+    coreEnv({ port, dataDir, pluginDirs: path.join(REPO_ROOT, 'examples'), logLevel: options.logLevel }),
     { watch: PHASES.map((p) => p.key).filter((k) => k !== 'preload') },
   );
   let healthyAt: number;

@@ -25,6 +25,7 @@ import {
   REPO_ROOT,
   RESULTS_DIR,
   cleanEnv,
+  coreEnv,
   fmt,
   freePort,
   machine,
@@ -232,15 +233,8 @@ async function main(): Promise<void> {
       const port = await freePort();
       const proc = spawnNode(
         'core/src/main.ts',
-        cleanEnv({
-          PORT: String(port),
-          HOST: '127.0.0.1',
-          AIPLAT_DATA_DIR: dataDir,
-          AIPLAT_ADMIN_PASSWORD: ADMIN_PASSWORD,
-          AIPLAT_PLUGIN_DIRS: path.join(REPO_ROOT, 'examples'),
-          AIPLAT_ACCESS_TOKEN_TTL: '86400', // outlives any run; the token is verified once, then cached
-          LOG_LEVEL: options.logLevel,
-        }),
+        // the token outlives any run: it is verified once, then cached
+        coreEnv({ port, dataDir, pluginDirs: path.join(REPO_ROOT, 'examples'), logLevel: options.logLevel }, { AIPLAT_ACCESS_TOKEN_TTL: '86400' }),
         { nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] },
       );
       started.push(proc);

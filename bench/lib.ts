@@ -34,6 +34,19 @@ const SCRUBBED_ENV = [
   'NODE_OPTIONS',
 ];
 
+/** The environment of a benchmarked core: on this port and data folder, signed in as the bench admin. */
+export function coreEnv(options: { port: number; dataDir: string; pluginDirs: string; logLevel: string }, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return cleanEnv({
+    PORT: String(options.port),
+    HOST: '127.0.0.1',
+    AIPLAT_DATA_DIR: options.dataDir,
+    AIPLAT_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    AIPLAT_PLUGIN_DIRS: options.pluginDirs,
+    LOG_LEVEL: options.logLevel,
+    ...extra,
+  });
+}
+
 export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of SCRUBBED_ENV) delete env[key];

@@ -36,6 +36,7 @@ import {
   ADMIN_PASSWORD,
   REPO_ROOT,
   cleanEnv,
+  coreEnv,
   fmt,
   freePort,
   machine,
@@ -212,16 +213,7 @@ async function startCore(env: Record<string, string>, label: string, nodeArgs: s
   const dataDir = makeTempDataDir(`stream-${label}`);
   const proc = spawnNode(
     'core/src/main.ts',
-    cleanEnv({
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      AIPLAT_DATA_DIR: dataDir,
-      AIPLAT_ADMIN_PASSWORD: ADMIN_PASSWORD,
-      AIPLAT_PLUGIN_DIRS: PLUGIN_DIR,
-      AIPLAT_ACCESS_TOKEN_TTL: '86400',
-      LOG_LEVEL: 'info',
-      ...env,
-    }),
+    coreEnv({ port, dataDir, pluginDirs: PLUGIN_DIR, logLevel: 'info' }, { AIPLAT_ACCESS_TOKEN_TTL: '86400', ...env }),
     { nodeArgs },
   );
   const base = `http://127.0.0.1:${port}`;

@@ -138,7 +138,3 @@ export function settingsValidator(schema: JsonSchema): SettingsValidator {
   }
   return cached;
 }
-
-export function compileSchemaOrThrow(schema: JsonSchema): void {
-  bodyAjv.compile(closeObjects(schema));
-}

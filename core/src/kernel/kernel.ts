@@ -562,11 +562,6 @@ export class Kernel {
     return [...this.plugins.keys()].sort().map((id) => this.status(id));
   }
 
-  /** Manifests of enabled plugins (for permissions and, later, UI contributions). */
-  manifests(): PluginManifest[] {
-    return [...this.plugins.values()].filter((p) => p.manifest && p.state === 'enabled').map((p) => p.manifest!);
-  }
-
   allManifests(): PluginManifest[] {
     return [...this.plugins.values()].filter((p) => p.manifest).map((p) => p.manifest!);
   }
