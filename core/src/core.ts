@@ -13,6 +13,8 @@ import {
   type PlatformInfo,
   type RouteDefinition,
 } from '@aiplat/plugin-sdk';
+import { uiRoutes } from './web/routes.js';
+import { webStatic } from './web/static.js';
 import { basePath, type CoreConfig, type LogLevel } from './config/config.js';
 import { lockDataDir } from './db/lock.js';
 import { openDatabase, type Database } from './db/database.js';
@@ -197,6 +199,11 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       // Every plugin state change after boot goes out on the `plugins` topic; a stopped plugin's subscriptions end.
       onStateChange: (status) => {
         if (status.state !== 'enabled') eventHub.release(status.id);
+        if (kernelHolder.current?.manifestOf(status.id)?.web) {
+          events
+            .publish(coreTopics.ui, { pluginId: status.id, state: status.state })
+            .catch((error: Error) => logger.warn({ err: error.message, plugin: status.id }, 'cannot publish a UI change'));
+        }
         events
           .publish(coreTopics.plugins, { id: status.id, state: status.state, ...(status.reason ? { reason: status.reason } : {}) }, { permission: 'plugins:read' })
           .catch((error: Error) => logger.warn({ err: error.message, plugin: status.id }, 'cannot publish a plugin state change'));
@@ -251,11 +258,12 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
             { version: CORE_VERSION, serverUrl: config.publicUrl },
           ),
       },
-      ...authRoutes(auth),
+      ...authRoutes(auth, (principal) => permissions.permissionsOf(principal)),
       ...pluginAdminRoutes(kernel),
       ...pluginSettingsRoutes(kernel, secretSettings),
       ...operationRoutes(operations, permissions.can),
       ...streamRoutes(tickets),
+      ...uiRoutes(kernel, permissions.can, basePath(config)),
     ];
 
     const metrics = new HttpMetrics();
@@ -270,6 +278,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       coreOwner: { id: 'core', permissions: new Set(corePermissions.map((p) => p.id)) },
       routeRuntime,
       pluginDispatcher: kernel.dispatcher(),
+      webStatic: webStatic({ kernel, shellDir: config.webDir, basePath: basePath(config), version: CORE_VERSION }),
       redactor,
     });
 

@@ -64,4 +64,6 @@ export const coreTopics = {
   plugins: 'plugins',
   /** Operation progress and results: the operation itself. Its owner and admins see it. */
   operations: 'operations',
+  /** The web shell's contributions changed (a plugin with a UI was enabled or disabled): `{ pluginId, state }`. Every signed-in user sees it. */
+  ui: 'ui',
 } as const;

@@ -23,18 +23,37 @@ export interface PermissionDeclaration {
   defaultRoles?: string[];
 }
 
+/** Kinds of UI contribution a plugin's remote makes to the web shell. */
+export const WEB_CONTRIBUTION_KINDS = ['page', 'nav', 'dashboardWidget', 'tab', 'settings'] as const;
+export type WebContributionKind = (typeof WEB_CONTRIBUTION_KINDS)[number];
+
+/**
+ * One thing a plugin adds to the web shell. The shell reads these from the manifest (through
+ * `GET /api/v1/ui/remotes`) to build navigation and routes without loading the plugin's code; the
+ * component behind a contribution comes from the remote's `defineUiPlugin({ components: { [id]: … } })`.
+ *
+ * - `page`: a routed page at `route` (e.g. `/hello`), rendered in the shell's layout.
+ * - `nav`: a navigation entry to `route` (a shell route, or an absolute `https://` URL opened in a new tab); `target` names the navigation group.
+ * - `dashboardWidget`: a card on the dashboard; `size` is `small` | `medium` | `large`.
+ * - `tab`: a tab added to another page; `target` is that page's id (`core.plugin-details`, or a contribution id of another plugin).
+ * - `settings`: a panel on the plugin's own settings page (beside the form generated from its config schema).
+ */
 export interface WebContribution {
-  /** Where the contribution goes: a navigation page, a dashboard widget, a settings panel. */
-  kind: 'page' | 'widget' | 'settings';
+  kind: WebContributionKind;
+  /** Unique within the plugin; the key of its component in `defineUiPlugin({ components })`. */
   id: string;
   title: LocalizedText;
-  /** The federated module exposed by the remote, e.g. `./Page`. */
-  module: string;
-  /** For pages: the route path under the shell, e.g. `/datasets`. */
-  path?: string;
+  /** For `page` and `nav`: the path under the shell, e.g. `/hello`. */
+  route?: string;
+  /** Icon name from @element-plus/icons-vue (e.g. `ChatDotRound`); the shell shows a default for unknown names. */
   icon?: string;
   /** Permission the user needs to see the contribution. */
   permission?: string;
+  /** Where it goes: the navigation group for `nav`, the page id for `tab`. */
+  target?: string;
+  /** For `dashboardWidget`: its width on the dashboard grid. */
+  size?: 'small' | 'medium' | 'large';
+  /** Sort key among contributions of the same kind (lower first). */
   order?: number;
 }
 
@@ -128,18 +147,23 @@ export const manifestSchema = {
           type: 'array',
           items: {
             type: 'object',
-            required: ['kind', 'id', 'title', 'module'],
+            required: ['kind', 'id', 'title'],
             additionalProperties: false,
             properties: {
-              kind: { enum: ['page', 'widget', 'settings'] },
-              id: { type: 'string', minLength: 1 },
+              kind: { enum: [...WEB_CONTRIBUTION_KINDS] },
+              id: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' },
               title: localizedText,
-              module: { type: 'string', minLength: 1 },
-              path: { type: 'string', pattern: '^/' },
-              icon: { type: 'string' },
+              route: { type: 'string', pattern: '^(/[A-Za-z0-9._~:@!$&()*+,;=-]*)+$|^https?://' },
+              icon: { type: 'string', pattern: '^[A-Z][A-Za-z0-9]*$' },
               permission: { type: 'string' },
+              target: { type: 'string', minLength: 1 },
+              size: { enum: ['small', 'medium', 'large'] },
               order: { type: 'number' },
             },
+            allOf: [
+              { if: { properties: { kind: { enum: ['page', 'nav'] } } }, then: { required: ['route'] } },
+              { if: { properties: { kind: { const: 'tab' } } }, then: { required: ['target'] } },
+            ],
           },
         },
       },
@@ -165,4 +189,9 @@ export const manifestSchema = {
 /** The prefix of every table a plugin owns: `p_<id with - as _>_`. */
 export function pluginTablePrefix(pluginId: string): string {
   return `p_${pluginId.replace(/-/g, '_')}_`;
+}
+
+/** The module-federation container name of a plugin's UI remote: `aiplat_<id with - as _>`. */
+export function remoteName(pluginId: string): string {
+  return `aiplat_${pluginId.replace(/-/g, '_')}`;
 }

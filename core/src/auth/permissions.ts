@@ -27,6 +27,17 @@ export class PermissionIndex {
       }
     }
     this.byRole = byRole;
+    this.all = new Set(declarations.map((d) => d.id));
+  }
+
+  private all = new Set<string>();
+
+  /** Every permission the principal holds (admins: every declared one), sorted. */
+  permissionsOf(principal: Principal): string[] {
+    if (principal.roles.includes('admin')) return [...this.all].sort();
+    const out = new Set<string>();
+    for (const role of principal.roles) for (const permission of this.byRole.get(role) ?? []) out.add(permission);
+    return [...out].sort();
   }
 
   can = (principal: Principal, permission: string): boolean => {

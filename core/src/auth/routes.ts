@@ -1,4 +1,4 @@
-import { isAiplatError, json, reply, type RouteDefinition } from '@aiplat/plugin-sdk';
+import { isAiplatError, json, reply, type Principal, type RouteDefinition } from '@aiplat/plugin-sdk';
 import type { AuthService } from './auth-service.js';
 
 const tokenPairSchema = {
@@ -11,7 +11,7 @@ const tokenPairSchema = {
   },
 };
 
-export function authRoutes(auth: AuthService): RouteDefinition[] {
+export function authRoutes(auth: AuthService, permissionsOf: (principal: Principal) => string[]): RouteDefinition[] {
   return [
     {
       method: 'POST',
@@ -60,10 +60,10 @@ export function authRoutes(auth: AuthService): RouteDefinition[] {
     {
       method: 'GET',
       path: '/auth/me',
-      summary: 'Who am I',
+      summary: 'Who am I, and which permissions I hold (the shell shows only what they allow)',
       tags: ['auth'],
       permission: 'self:read',
-      handler: (ctx) => ({ id: ctx.user!.id, username: ctx.user!.username, roles: ctx.user!.roles }),
+      handler: (ctx) => ({ id: ctx.user!.id, username: ctx.user!.username, roles: ctx.user!.roles, permissions: permissionsOf(ctx.user!) }),
     },
   ];
 }

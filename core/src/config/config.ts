@@ -23,6 +23,8 @@ export interface CoreConfig {
   accessTokenTtl: number;
   /** Seconds a graceful shutdown waits for requests in flight. */
   shutdownGrace: number;
+  /** The web shell's production build, served at `/` (default: the repository's web-shell/dist). */
+  webDir: string;
 }
 
 /** One entry per setting: the environment variable, the key in the optional config file, and its schema. */
@@ -48,6 +50,7 @@ const settings = {
   metricsToken: { env: 'AIPLAT_METRICS_TOKEN', schema: { type: 'string', minLength: 16 }, default: undefined },
   accessTokenTtl: { env: 'AIPLAT_ACCESS_TOKEN_TTL', schema: { type: 'integer', minimum: 30, maximum: 86400 }, default: 900 },
   shutdownGrace: { env: 'AIPLAT_SHUTDOWN_GRACE', schema: { type: 'integer', minimum: 0, maximum: 600 }, default: 10 },
+  webDir: { env: 'AIPLAT_WEB_DIR', schema: { type: 'string', minLength: 1 }, default: undefined },
 } as const;
 
 type SettingKey = keyof typeof settings;
@@ -65,6 +68,7 @@ const hints: Partial<Record<SettingKey, string>> = {
   metricsToken: 'at least 16 characters',
   accessTokenTtl: 'seconds between 30 and 86400',
   shutdownGrace: 'seconds between 0 and 600',
+  webDir: "the folder of the web shell's production build (web-shell/dist)",
 };
 
 export class ConfigError extends Error {
@@ -144,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     dataDir,
     pluginDirs: pluginDirs ?? defaultPluginDirs(dataDir),
     publicUrl: (values.publicUrl as string | undefined)?.replace(/\/+$/, ''),
+    webDir: values.webDir ? path.resolve(cwd, values.webDir as string) : path.resolve(import.meta.dirname, '../../../web-shell/dist'),
   };
 }
 

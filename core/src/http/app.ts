@@ -21,6 +21,8 @@ export interface AppOptions {
   coreOwner: RouteOwner;
   routeRuntime: RouteRuntime;
   pluginDispatcher: Middleware<RequestState>;
+  /** Serves the web shell and the plugins' UI remotes (after plugin routes and aliases). */
+  webStatic?: Middleware<RequestState>;
   /** Applied to every error body, so a secret in a message or details shows as "••••". */
   redactor?: Redactor;
 }
@@ -91,6 +93,7 @@ export function buildApp(options: AppOptions): Koa<RequestState> {
   app.use((ctx, next) => (ctx.path === '/metrics' ? serveMetrics(ctx) : next()));
 
   app.use(options.pluginDispatcher);
+  if (options.webStatic) app.use(options.webStatic);
   app.use(
     compose([
       coreRouter.routes() as unknown as Middleware<RequestState>,

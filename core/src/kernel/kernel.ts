@@ -407,6 +407,11 @@ export class Kernel {
     return run;
   }
 
+  /** Whether a plugin with this id was discovered. */
+  has(id: string): boolean {
+    return this.plugins.has(id);
+  }
+
   private get(id: string): PluginRecord {
     const record = this.plugins.get(id);
     if (!record) throw new AiplatError('plugin_not_found', `No plugin "${id}" is installed`, { id });

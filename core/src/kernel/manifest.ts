@@ -75,6 +75,20 @@ export function readManifest(dir: string): DiscoveredPlugin {
       return { ...base, problem: `${relative(manifestPath)}: backend.entry "${manifest.backend.entry}" does not exist` };
     }
   }
+  if (manifest.web) {
+    const entry = path.resolve(dir, manifest.web.remoteEntry);
+    if (!entry.startsWith(dir + path.sep)) {
+      return { ...base, problem: `${relative(manifestPath)}: web.remoteEntry "${manifest.web.remoteEntry}" points outside the plugin folder` };
+    }
+    // The built remote may be missing (not built yet): the shell then shows an error card for it.
+    const seenIds = new Set<string>();
+    for (const contribution of manifest.web.contributions ?? []) {
+      if (seenIds.has(contribution.id)) {
+        return { ...base, problem: `${relative(manifestPath)}: web.contributions: id "${contribution.id}" is used twice` };
+      }
+      seenIds.add(contribution.id);
+    }
+  }
   return { ...base, manifest };
 }
 

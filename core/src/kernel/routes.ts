@@ -41,12 +41,12 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
     {
       method: 'GET',
       path: '/plugins/:id',
-      summary: 'One plugin',
+      summary: 'One plugin, with its manifest (null when the manifest is invalid)',
       tags: ['plugins'],
       permission: 'plugins:read',
       params: idParams,
-      responses: { 200: { description: 'The plugin', schema: statusSchema } },
-      handler: (ctx) => kernel.status(ctx.params.id),
+      responses: { 200: { description: 'The plugin', schema: { ...statusSchema, properties: { ...statusSchema.properties, manifest: { type: ['object', 'null'] } } } } },
+      handler: (ctx) => ({ ...kernel.status(ctx.params.id), manifest: kernel.manifestOf(ctx.params.id) ?? null }),
     },
     {
       method: 'POST',

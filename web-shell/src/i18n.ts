@@ -1,0 +1,49 @@
+import { createI18n } from 'vue-i18n';
+import { sdkMessages, SUPPORTED_LOCALES, type Locale } from '@aiplat/plugin-sdk/web';
+import shell from './locales/shell.ts';
+import plugins from './locales/plugins.ts';
+import operations from './locales/operations.ts';
+
+/** Every message file of the shell: `{ en, "zh-CN" }` with the same keys (a test checks it). */
+export const messageFiles = { shell, plugins, operations };
+
+type Tree = Record<string, unknown>;
+
+function merge(target: Tree, source: Tree): Tree {
+  for (const [key, value] of Object.entries(source)) {
+    target[key] = value && typeof value === 'object' && !Array.isArray(value) ? merge((target[key] as Tree | undefined) ?? {}, value as Tree) : value;
+  }
+  return target;
+}
+
+export function allMessages(): Record<Locale, Tree> {
+  const out = { en: {}, 'zh-CN': {} } as Record<Locale, Tree>;
+  for (const locale of SUPPORTED_LOCALES) {
+    merge(out[locale], sdkMessages[locale] as unknown as Tree);
+    for (const file of Object.values(messageFiles)) merge(out[locale], (file as Record<Locale, Tree>)[locale]);
+  }
+  return out;
+}
+
+const STORAGE_KEY = 'aiplat.locale';
+
+/** The language to start in: the one chosen before, else the browser's (Chinese → zh-CN), else en. */
+export function initialLocale(): Locale {
+  const saved = localStorage.getItem(STORAGE_KEY);
+  if (saved === 'en' || saved === 'zh-CN') return saved;
+  return navigator.language.toLowerCase().startsWith('zh') ? 'zh-CN' : 'en';
+}
+
+export function saveLocale(locale: Locale): void {
+  localStorage.setItem(STORAGE_KEY, locale);
+  document.documentElement.lang = locale;
+}
+
+export const i18n = createI18n({
+  legacy: false,
+  locale: initialLocale(),
+  fallbackLocale: 'en',
+  messages: allMessages() as Record<string, any>,
+  missingWarn: false,
+  fallbackWarn: false,
+});

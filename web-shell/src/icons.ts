@@ -1,0 +1,76 @@
+/**
+ * The icons a contribution may name (`"icon": "ChatDotRound"` in the manifest): a curated set from
+ * @element-plus/icons-vue, so the shell does not carry all of them. An unknown name shows `Grid`.
+ */
+import type { Component } from 'vue';
+import {
+  Bell,
+  Box,
+  ChatDotRound,
+  Coin,
+  Collection,
+  Connection,
+  Cpu,
+  DataAnalysis,
+  DataLine,
+  Document,
+  Files,
+  Folder,
+  Grid,
+  Histogram,
+  House,
+  Key,
+  Link,
+  Lock,
+  MagicStick,
+  Monitor,
+  Odometer,
+  Operation,
+  Picture,
+  Promotion,
+  Setting,
+  Share,
+  Tools,
+  TrendCharts,
+  Upload,
+  User,
+  UserFilled,
+} from '@element-plus/icons-vue';
+
+export const icons: Record<string, Component> = {
+  Bell,
+  Box,
+  ChatDotRound,
+  Coin,
+  Collection,
+  Connection,
+  Cpu,
+  DataAnalysis,
+  DataLine,
+  Document,
+  Files,
+  Folder,
+  Grid,
+  Histogram,
+  House,
+  Key,
+  Link,
+  Lock,
+  MagicStick,
+  Monitor,
+  Odometer,
+  Operation,
+  Picture,
+  Promotion,
+  Setting,
+  Share,
+  Tools,
+  TrendCharts,
+  Upload,
+  User,
+  UserFilled,
+};
+
+export function iconFor(name: string | undefined): Component {
+  return (name && icons[name]) || Grid;
+}

@@ -1,0 +1,2 @@
+// Filled by the page's own work.
+export default { en: {}, 'zh-CN': {} };
