@@ -21,6 +21,7 @@ declare module 'autocannon' {
     duration?: number;
     method?: string;
     headers?: Record<string, string>;
+    body?: string;
     expectBody?: string;
     timeout?: number;
   }

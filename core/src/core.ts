@@ -21,8 +21,13 @@ import { openDatabase, type Database } from './db/database.js';
 import { migrateCore } from './db/migrations.js';
 import { AuthService } from './auth/auth-service.js';
 import { authRoutes } from './auth/routes.js';
-import { corePermissions, PermissionIndex } from './auth/permissions.js';
+import { OidcService } from './auth/oidc.js';
+import { corePermissions } from './auth/permissions.js';
+import { IdentityService } from './auth/identity.js';
+import { identityRoutes } from './auth/identity-routes.js';
+import { ApiTokens, isApiToken } from './auth/api-tokens.js';
 import { AuditWriter } from './audit/audit.js';
+import { AuditService } from './audit/service.js';
 import { KernelHooks } from './kernel/hooks.js';
 import { Kernel } from './kernel/kernel.js';
 import { pluginAdminRoutes } from './kernel/routes.js';
@@ -120,7 +125,7 @@ function coreLogger(config: CoreConfig, redactor: Redactor, given: pino.Logger |
 export async function startCore(config: CoreConfig, options: StartOptions = {}): Promise<RunningCore> {
   // The one redactor of logs, audit details and error bodies; the secret settings teach it their plaintexts.
   const redactor = new Redactor();
-  for (const value of [config.secretKey, config.adminPassword, config.metricsToken]) redactor.addSecret(value);
+  for (const value of [config.secretKey, config.adminPassword, config.metricsToken, config.oidc?.clientSecret]) redactor.addSecret(value);
   const logger = coreLogger(config, redactor, options.logger);
   const lock = lockDataDir(config.dataDir);
   let database: Database | undefined;
@@ -143,7 +148,9 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     await operations.init();
     const storage = await createStorage({ dataDir: config.dataDir, logger });
 
-    const auth = await AuthService.create({ db, secretKey: config.secretKey, accessTtl: config.accessTokenTtl, logger });
+    // Users, roles and teams, held in memory for cheap authorization (core/src/auth/identity.ts).
+    const identity = new IdentityService(() => db, logger);
+    const auth = await AuthService.create({ db, secretKey: config.secretKey, accessTtl: config.accessTokenTtl, logger, principal: (user) => identity.principal(user) });
     const bootstrap = await auth.bootstrapAdmin(config.adminPassword);
     if (bootstrap.generatedPassword) {
       // Printed once, on the console only: it is never stored in clear.
@@ -170,13 +177,33 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     container.register(coreServices.hooks.id, { useValue: hooks });
     container.register(coreServices.platform.id, { useValue: platform });
 
-    const permissions = new PermissionIndex();
-    const audit = new AuditWriter(redactor);
+    await identity.load();
+    const apiTokens = new ApiTokens(() => db, identity);
+    // [audit] The hash-chained, append-only audit log (core/src/audit/, docs/audit.md).
+    const audit = new AuditWriter(redactor, {
+      logger,
+      serialize: database.kind === 'postgres' ? 'advisory-lock' : 'single-connection',
+      // BENCHMARK ONLY: `npm run bench:http` compares a mutating route with audit on and off.
+      disabledForBench: process.env.AIPLAT_AUDIT_DISABLED_FOR_BENCH === '1',
+    });
+    const auditService = new AuditService({ db: () => db, writer: audit, logger, headFile: config.auditHeadFile, headInterval: config.auditHeadInterval });
     const routeRuntime: RouteRuntime = {
       db: () => db,
-      authenticate: auth.authenticate,
-      cachedPrincipal: (token) => auth.tokens.cached(token),
-      authorize: permissions.can,
+      // A bearer token is a personal API token (aip_…) or a signed-in session's access token; either
+      // way the user must still be active.
+      authenticate: async (token) => {
+        if (!token) return undefined;
+        if (isApiToken(token)) return apiTokens.verify(token);
+        const principal = await auth.tokens.verifyAccess(token);
+        return principal && identity.isActive(principal.id) ? principal : undefined;
+      },
+      cachedPrincipal: (token) => {
+        if (isApiToken(token)) return apiTokens.cached(token);
+        const principal = auth.tokens.cached(token);
+        return principal && identity.isActive(principal.id) ? principal : undefined;
+      },
+      authorize: identity.can,
+      authorizeInTeam: (principal, permission, teamId) => identity.canInTeam(principal, permission, teamId),
       audit,
       logger,
     };
@@ -195,9 +222,11 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         [coreServices.storage.id]: storage.forPlugin(pluginId),
         [coreServices.operations.id]: operations.forOwner(pluginId),
         [coreServices.events.id]: eventHub.bus(pluginId),
+        [coreServices.audit.id]: auditService.forPlugin(pluginId),
       }),
       // Every plugin state change after boot goes out on the `plugins` topic; a stopped plugin's subscriptions end.
       onStateChange: (status) => {
+        auditService.pluginStateChanged(status);
         if (status.state !== 'enabled') eventHub.release(status.id);
         if (kernelHolder.current?.manifestOf(status.id)?.web) {
           events
@@ -210,10 +239,33 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       },
     });
     kernelHolder.current = kernel;
-    const refreshPermissions = () =>
-      permissions.rebuild([...corePermissions, ...kernel.allManifests().flatMap((m) => m.permissions ?? [])]);
+    const refreshPermissions = () => identity.setDeclarations([...corePermissions, ...kernel.allManifests().flatMap((m) => m.permissions ?? [])]);
     await kernel.boot();
     refreshPermissions();
+    await auditService.bootFailures(kernel.list());
+    // Another replica changed users, roles, teams or tokens: reload (this replica reloads itself too).
+    const identityChanged = async (kind: 'users' | 'roles' | 'teams' | 'tokens') => {
+      if (kind === 'tokens' || kind === 'users') apiTokens.forgetAll();
+      await identity.reload();
+      await events.publish('identity', { kind }, { permission: 'users:read' }).catch((error: Error) => logger.warn({ err: error.message }, 'cannot publish an identity change'));
+    };
+    events.subscribe<{ kind: string }>('identity', (event) => {
+      if (event.payload.kind === 'tokens' || event.payload.kind === 'users') apiTokens.forgetAll();
+      void identity.reload();
+    });
+    // Single sign-on (core/src/auth/oidc.ts); its redirect URI needs the core's own URL when PUBLIC_URL is unset.
+    const ownUrl = { current: '' };
+    const oidc = new OidcService({
+      config: config.oidc,
+      publicUrl: config.publicUrl,
+      ownUrl: () => ownUrl.current,
+      basePath: basePath(config),
+      auth,
+      identity,
+      audit,
+      changed: identityChanged,
+      logger,
+    });
 
     const tickets = new StreamTickets(() => db);
     const coreRoutes: RouteDefinition[] = [
@@ -258,12 +310,26 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
             { version: CORE_VERSION, serverUrl: config.publicUrl },
           ),
       },
-      ...authRoutes(auth, (principal) => permissions.permissionsOf(principal)),
+      ...authRoutes(auth, (principal) => identity.permissionsOf(principal.id).all),
+      ...oidc.routes(),
+      ...identityRoutes({
+        identity,
+        auth,
+        apiTokens,
+        changed: identityChanged,
+        passwordMinLength: config.passwordMinLength,
+        permissionOwners: () => {
+          const owners = new Map<string, string>(corePermissions.map((p) => [p.id, 'core']));
+          for (const m of kernel.allManifests()) for (const p of m.permissions ?? []) owners.set(p.id, m.id);
+          return owners;
+        },
+      }),
       ...pluginAdminRoutes(kernel),
       ...pluginSettingsRoutes(kernel, secretSettings),
-      ...operationRoutes(operations, permissions.can),
+      ...auditService.routes(),
+      ...operationRoutes(operations, identity.can),
       ...streamRoutes(tickets),
-      ...uiRoutes(kernel, permissions.can, basePath(config)),
+      ...uiRoutes(kernel, identity.can, basePath(config)),
     ];
 
     const metrics = new HttpMetrics();
@@ -288,7 +354,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     const stream = new StreamServer({
       hub: eventHub,
       consumeTicket: (ticket) => tickets.consume(ticket),
-      can: permissions.can,
+      can: identity.can,
       logger,
       basePath: basePath(config),
       registry: metrics.registry,
@@ -306,9 +372,11 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     const port = (server.address() as AddressInfo).port;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = `http://${host}:${port}`;
+    ownUrl.current = url;
     logger.info({ url, database: database.kind, plugins: kernel.list().map((p) => `${p.id}:${p.state}`) }, 'aiplat core listening');
     logger.flush();
 
+    await auditService.start();
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
@@ -320,7 +388,9 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
         server.closeAllConnections();
         await operations.stop();
+        auditService.beginShutdown();
         await kernel.stopAll();
+        await auditService.stop();
         await eventHub.close();
         await database!.close();
         redis?.disconnect();

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EventAudience, Operation, OperationControl, StreamEvent } from '@aiplat/plugin-sdk';
 import { startTestCore, type TestClient, type TestCore } from '@aiplat/testing';
-import { hashPassword } from '../src/auth/passwords.js';
 import {
   createOperations,
   INTERNAL_FAILURE,
@@ -28,12 +27,7 @@ async function until<T>(probe: () => Promise<T>, ok: (value: T) => boolean, what
 
 /** A user made directly in the users table, signed in through the API. */
 async function makeUser(core: TestCore, username: string, roles: string[]): Promise<{ id: string; client: TestClient }> {
-  const id = randomUUID();
-  const password = `${username}-password-1234`;
-  await core.core.database.knex('users').insert({ id, username, password_hash: await hashPassword(password), roles: JSON.stringify(roles) });
-  const login = await core.client.anonymous().post('/api/v1/auth/login', { username, password });
-  expect(login.status).toBe(200);
-  return { id, client: core.client.withToken(login.body.accessToken) };
+  return core.createUser(username, roles);
 }
 
 function record(core: TestCore): { events: StreamEvent<Operation>[]; of(id: string): Operation[]; stop(): void } {

@@ -2,10 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '@aiplat/testing';
-import { hashPassword } from '../src/auth/passwords.js';
 import { spawnCore, type SpawnedCore } from './helpers/spawn-core.js';
 import { reachable } from '../../scripts/reachable.mjs';
 import { percentile, StreamClient, streamTicket, streamUrl, type StreamMessage } from './helpers/stream-client.js';
@@ -88,16 +86,6 @@ describe('the event stream across two core processes through Redis', () => {
       cores.push(core);
       urls.push(await core.url);
     }
-    viewerId = randomUUID();
-    const db = new pg.Client({ connectionString: database.url });
-    await db.connect();
-    await db.query('insert into users (id, username, password_hash, roles) values ($1, $2, $3, $4)', [
-      viewerId,
-      'vera',
-      await hashPassword(VIEWER_PASSWORD),
-      JSON.stringify(['viewer']),
-    ]);
-    await db.end();
     const login = async (url: string, username: string, password: string) => {
       const res = await fetch(`${url}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });
       expect(res.status).toBe(200);
@@ -105,7 +93,21 @@ describe('the event stream across two core processes through Redis', () => {
     };
     // Access tokens are signed with a key kept in the shared database: one sign-in serves both processes.
     adminToken = await login(urls[0]!, 'admin', PASSWORD);
+    // The viewer is created on one process; the other learns of it through the identity event over Redis.
+    const created = await fetch(`${urls[0]}/api/v1/users`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+      body: JSON.stringify({ username: 'vera', password: VIEWER_PASSWORD, roles: ['viewer'] }),
+    });
+    expect(created.status).toBe(201);
+    viewerId = ((await created.json()) as { id: string }).id;
     viewerToken = await login(urls[1]!, 'vera', VIEWER_PASSWORD);
+    for (let i = 0; ; i++) {
+      const me = await fetch(`${urls[1]}/api/v1/me`, { headers: { authorization: `Bearer ${viewerToken}` } });
+      if (me.status === 200) break;
+      if (i > 100) throw new Error(`the second process never learned of the new user: ${me.status}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   });
 
   afterAll(async () => {

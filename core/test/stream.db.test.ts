@@ -1,11 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCore, TestClient, type TestCore } from '@aiplat/testing';
-import { hashPassword } from '../src/auth/passwords.js';
 import { hashToken } from '../src/auth/tokens.js';
 import { StreamClient, streamUrl, UpgradeRefused, openStream } from './helpers/stream-client.js';
 
-const VIEWER_PASSWORD = 'viewer-password-1234';
 
 async function refusal(url: string): Promise<UpgradeRefused> {
   const result = await StreamClient.connect(url).then(
@@ -30,11 +27,9 @@ describe('the event stream on a running core', () => {
       // Served under a path prefix: the stream must answer there too.
       config: { publicUrl: 'https://aiplat.example.com/aiplat' },
     });
-    viewerId = randomUUID();
-    await core.core.database.knex('users').insert({ id: viewerId, username: 'vera', password_hash: await hashPassword(VIEWER_PASSWORD), roles: JSON.stringify(['viewer']) });
-    const login = await core.client.anonymous().post('/api/v1/auth/login', { username: 'vera', password: VIEWER_PASSWORD });
-    expect(login.status).toBe(200);
-    viewer = core.client.withToken(login.body.accessToken);
+    const vera = await core.createUser('vera', ['viewer']);
+    viewerId = vera.id;
+    viewer = vera.client;
   });
   afterAll(async () => {
     await core?.stop();

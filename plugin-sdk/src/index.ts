@@ -11,4 +11,5 @@ export * from './plugin.js';
 export * from './events.js';
 export * from './storage.js';
 export * from './operations.js';
+export * from './teams.js';
 export type { Knex } from 'knex';

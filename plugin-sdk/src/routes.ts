@@ -42,11 +42,21 @@ export function passthrough(): BodySpec {
 export interface Principal {
   id: string;
   username: string;
+  /** Global roles (role ids: `admin`, `operator`, `viewer` or a custom role's id). */
   roles: string[];
-  /** Teams the caller belongs to (filled by the identity service; empty until then). */
+  /** Teams the caller belongs to (team ids). */
   teams?: string[];
-  /** How the caller authenticated: an access token (`session`) or a route-specific scheme (`custom`). */
-  via: 'session' | 'custom';
+  /** The team new objects go to when a request names none. */
+  defaultTeam?: string | null;
+  /**
+   * How the caller authenticated: an access token from sign-in (`session`), a personal API token
+   * (`token`, limited to `scopes`), or a route-specific scheme (`custom`).
+   */
+  via: 'session' | 'token' | 'custom';
+  /** For `via: "token"`: the API token's id. */
+  tokenId?: string;
+  /** For `via: "token"`: the permissions the token may use (a subset of its owner's). */
+  scopes?: string[];
 }
 
 export interface MultipartField {
@@ -81,14 +91,33 @@ export interface RouteContext<TBody = unknown, TQuery = Record<string, unknown>,
   /** The owning plugin's context: its current settings, hooks, services. */
   readonly plugin: PluginContext;
   readonly headers: IncomingMessage['headers'];
+  /** The client's address (the first X-Forwarded-For hop behind a reverse proxy). */
+  readonly ip: string;
+  /**
+   * Whether the caller holds a permission: anywhere (no `teamId`), or for objects of one team
+   * (`teamId`; a global grant or admin counts). Deny by default: false when signed out.
+   */
+  can(permission: string, teamId?: string | null): boolean;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   /** `raw` with `stream: true`: the body as a stream that errors with `payload_too_large` past the limit. */
   readonly bodyStream: Readable | undefined;
   /** `multipart`: the parts in order. */
   parts(): AsyncIterable<MultipartField | MultipartFile>;
-  /** For `audit: "explicit"` routes: write the audit row now, in the request's transaction. */
-  audit(action: string, details?: Record<string, unknown>): Promise<void>;
+  /**
+   * Write an audit row now, in the request's transaction (for `audit: "explicit"` routes, at the
+   * meaningful moment; any route may add rows). The row names the caller, the request id and the
+   * client address; a plugin's `action` is always `<plugin id>:<name>` (the prefix is added when
+   * missing). `details` are redacted (secrets show as "••••"). Fail-closed: when the row cannot be
+   * written this throws 503 `unavailable` and the request's change is rolled back. See docs/audit.md.
+   */
+  audit(action: string, details?: Record<string, unknown>, options?: AuditOptions): Promise<void>;
+  /**
+   * For `audit: "request"` routes: what the handler adds to the request's audit row (the resource
+   * it changed when the route's `auditResource` cannot tell, the team, more details). Set it any
+   * time before returning: `ctx.auditInfo = { resource: { type: 'greeting', id }, details: { count } }`.
+   */
+  auditInfo: AuditInfo | undefined;
   setHeader(name: string, value: string): void;
   /**
    * Run `fn` after the request's transaction commits (outside it), before the response is sent:
@@ -101,6 +130,32 @@ export interface RouteContext<TBody = unknown, TQuery = Record<string, unknown>,
    * server-sent events) and the core sends nothing after the handler returns.
    */
   takeOver(): void;
+}
+
+/** How an audited action ended. `denied`: refused for lack of credentials or permission. */
+export type AuditOutcome = 'success' | 'denied' | 'failure' | 'error';
+
+/** What an audit row is about: `{ type: 'plugin', id: 'hello' }`, `{ type: 'user', id }`. */
+export interface AuditResource {
+  type: string;
+  id?: string;
+}
+
+/** More about an explicit audit row (`ctx.audit`, the `core.audit` service). */
+export interface AuditOptions {
+  resource?: AuditResource;
+  /** The team the resource belongs to. */
+  team?: string;
+  /** Default `success`. */
+  outcome?: AuditOutcome;
+}
+
+/** What a handler adds to its request's audit row (`ctx.auditInfo`). */
+export interface AuditInfo {
+  resource?: AuditResource;
+  team?: string;
+  /** Merged into the row's details (`{ method, path, params }`); redacted like all details. */
+  details?: Record<string, unknown>;
 }
 
 /** A handler may return a plain value (sent as JSON, 200), `undefined` (204) or a `reply(...)`. */
@@ -131,8 +186,18 @@ interface RouteBase<TBody, TQuery, TParams> {
    * Mutating routes run in a transaction and are audited per `audit`.
    */
   mutates?: boolean;
-  /** `request` (default for mutating routes): one audit row per request; `explicit`: the handler writes it; `metered`: counted, not audited. */
+  /**
+   * `request` (default for mutating routes): one audit row per request, in its transaction;
+   * `explicit`: the handler writes it (`ctx.audit`); `metered`: counted, not audited per call.
+   * Refused calls (401/403) of every route get a `denied` row whatever the mode. See docs/audit.md.
+   */
   audit?: 'request' | 'explicit' | 'metered';
+  /**
+   * The resource a request acts on, for its audit rows (the `request` row, and the `denied` row of
+   * a refused call, which gets the raw path parameters and no body): `({ params }) => ({ type:
+   * 'plugin', id: params.id })`. `ctx.auditInfo.resource`, set by the handler, wins over it.
+   */
+  auditResource?: (request: { params: TParams; body: TBody | undefined }) => AuditResource | undefined;
   body?: BodySpec;
   query?: JsonSchema;
   params?: JsonSchema;

@@ -3,6 +3,7 @@ import type { HookRegistry } from './hooks.js';
 import type { EventBus } from './events.js';
 import type { BlobStore } from './storage.js';
 import type { Operations } from './operations.js';
+import type { AuditOptions } from './routes.js';
 
 /**
  * A typed reference to a service. Services are looked up by id, never by object identity,
@@ -52,4 +53,21 @@ export const coreServices = {
   storage: createServiceRef<BlobStore>({ id: 'core.storage' }),
   /** Long-running operations with progress and cancel. */
   operations: createServiceRef<Operations>({ id: 'core.operations' }),
+  /** Audit rows for work outside a request (inside one, use `ctx.audit`). */
+  audit: createServiceRef<AuditLog>({ id: 'core.audit' }),
 } as const;
+
+/**
+ * A plugin's door into the audit log for events outside a request (background work, operations,
+ * schedules). Rows name the plugin as their actor (`actorType: "plugin"`), and their action is
+ * `<plugin id>:<name>` (the prefix is added when missing). Inside a request use `ctx.audit`, which
+ * names the caller and commits with the request.
+ */
+export interface AuditLog {
+  /**
+   * Write a row: in `options.db`'s transaction when given (it commits or rolls back with that
+   * work), otherwise in a transaction of its own. Rejects with 503 `unavailable` when the row
+   * cannot be written. `details` are redacted (secrets show as "••••").
+   */
+  record(action: string, details?: Record<string, unknown>, options?: AuditOptions & { db?: Knex }): Promise<void>;
+}

@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import { AiplatError, type Logger, type Principal } from '@aiplat/plugin-sdk';
 import { burnPasswordCheck, hashPassword, verifyPassword } from './passwords.js';
 import { deriveKey, hashToken, newRefreshToken, TokenService } from './tokens.js';
+import { LoginThrottle } from './throttle.js';
 
 export interface TokenPair {
   accessToken: string;
@@ -25,15 +26,24 @@ function generatePassword(): string {
  * grows this into users, roles, OIDC and API tokens while keeping these shapes.
  */
 export class AuthService {
+  readonly throttle = new LoginThrottle();
+
   private constructor(
     private readonly db: Knex,
     readonly tokens: TokenService,
     private readonly logger: Logger,
   ) {}
 
-  static async create(options: { db: Knex; secretKey?: string; accessTtl: number; logger: Logger }): Promise<AuthService> {
+  static async create(options: {
+    db: Knex;
+    secretKey?: string;
+    accessTtl: number;
+    logger: Logger;
+    /** Builds the principal of a verified access token (the identity service's live view of the user). */
+    principal?: (user: { id: string; username: string }) => Principal;
+  }): Promise<AuthService> {
     const key = options.secretKey ? deriveKey(options.secretKey, 'jwt') : await AuthService.storedKey(options.db);
-    return new AuthService(options.db, new TokenService(key, options.accessTtl), options.logger);
+    return new AuthService(options.db, new TokenService(key, options.accessTtl, options.principal), options.logger);
   }
 
   /** Without AIPLAT_SECRET_KEY the signing key is random, made once and kept in the database so every replica shares it. */
@@ -60,18 +70,52 @@ export class AuthService {
     return password ? { created: true } : { created: true, generatedPassword: chosen };
   }
 
-  async login(db: Knex, username: string, password: string): Promise<TokenPair> {
-    const user = (await db('users').where({ username }).first()) as
-      | { id: string; username: string; password_hash: string | null; roles: string[]; disabled_at: Date | null }
+  /**
+   * Password sign-in. A refused attempt is returned (not thrown) so that the failure count it
+   * records commits with the request; too many failures for the account or the address answer
+   * `rate_limited` with the seconds to wait, before the password is even checked.
+   */
+  async login(db: Knex, username: string, password: string, ip = 'unknown'): Promise<TokenPair | AiplatError> {
+    const keys = LoginThrottle.keys(username, ip);
+    const verdict = await this.throttle.check(db, [keys.account, keys.address]);
+    if (verdict.retryAfter > 0) {
+      return new AiplatError(
+        'rate_limited',
+        verdict.locked
+          ? `Too many failed sign-ins: this account or address is locked for ${verdict.retryAfter} s`
+          : `Too many failed sign-ins: wait ${verdict.retryAfter} s before trying again`,
+        { retryAfter: verdict.retryAfter, locked: verdict.locked },
+      );
+    }
+    const user = (await db('users').where({ username }).whereNull('deleted_at').first()) as
+      | { id: string; username: string; password_hash: string | null; roles: string[]; disabled_at: Date | null; source: string }
       | undefined;
-    if (!user || !user.password_hash) {
-      await burnPasswordCheck(password);
-      throw new AiplatError('invalid_credentials');
+    let ok = false;
+    if (!user || !user.password_hash) await burnPasswordCheck(password);
+    else ok = (await verifyPassword(user.password_hash, password)) && !user.disabled_at;
+    if (!ok || !user) {
+      const failures = await this.throttle.fail(db, [keys.account, keys.address]);
+      // A single sign-on account has no password here: say so rather than "wrong password".
+      if (user && !user.password_hash && user.source === 'oidc') {
+        return new AiplatError('invalid_credentials', 'This account signs in through single sign-on and has no password here: use the single sign-on button', { failures, sso: true });
+      }
+      return new AiplatError('invalid_credentials', undefined, { failures });
     }
-    if (!(await verifyPassword(user.password_hash, password)) || user.disabled_at) {
-      throw new AiplatError('invalid_credentials');
-    }
+    await this.throttle.succeed(db, keys.account);
+    await db('users').where({ id: user.id }).update({ last_login_at: db.fn.now() });
     return this.issue(db, user, randomUUID());
+  }
+
+  /** Sign-in for a user another way has authenticated (single sign-on): tokens without a password. */
+  async issueFor(db: Knex, user: { id: string; username: string; roles: string[] }): Promise<TokenPair> {
+    await db('users').where({ id: user.id }).update({ last_login_at: db.fn.now() });
+    return this.issue(db, user, randomUUID());
+  }
+
+  /** End every session of a user (password reset, disabling, deletion). */
+  async revokeSessions(db: Knex, userId: string): Promise<void> {
+    await db('refresh_tokens').where({ user_id: userId }).whereNull('revoked_at').update({ revoked_at: db.fn.now() });
+    this.tokens.forgetUser(userId);
   }
 
   private async issue(db: Knex, user: { id: string; username: string; roles: string[] }, familyId: string): Promise<TokenPair> {
@@ -106,7 +150,7 @@ export class AuthService {
       return new AiplatError('unauthenticated', 'The refresh token was already used; sign in again');
     }
     if (new Date(row.expires_at).getTime() < Date.now()) throw new AiplatError('unauthenticated', 'The refresh token has expired; sign in again');
-    const user = (await db('users').where({ id: row.user_id }).whereNull('disabled_at').first()) as
+    const user = (await db('users').where({ id: row.user_id }).whereNull('disabled_at').whereNull('deleted_at').first()) as
       | { id: string; username: string; roles: string[] }
       | undefined;
     if (!user) throw new AiplatError('unauthenticated', 'The account is disabled');

@@ -1,4 +1,4 @@
-import type { PermissionDeclaration, Principal } from '@aiplat/plugin-sdk';
+import type { PermissionDeclaration } from '@aiplat/plugin-sdk';
 
 /** The core's own permissions. Plugins add theirs in their manifests. */
 export const corePermissions: PermissionDeclaration[] = [
@@ -9,39 +9,11 @@ export const corePermissions: PermissionDeclaration[] = [
   { id: 'operations:read', title: { en: 'See your own operations', 'zh-CN': '查看自己的操作' }, defaultRoles: ['operator', 'viewer'] },
   { id: 'operations:cancel', title: { en: 'Cancel your own operations', 'zh-CN': '取消自己的操作' }, defaultRoles: ['operator', 'viewer'] },
   { id: 'operations:manage', title: { en: "See and cancel every user's operations", 'zh-CN': '查看和取消所有用户的操作' }, defaultRoles: [] },
+  { id: 'users:read', title: { en: 'See users', 'zh-CN': '查看用户' }, defaultRoles: ['operator'] },
+  { id: 'users:manage', title: { en: 'Create, change and delete users', 'zh-CN': '创建、修改和删除用户' }, defaultRoles: [] },
+  { id: 'roles:read', title: { en: 'See roles and permissions', 'zh-CN': '查看角色和权限' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'roles:manage', title: { en: 'Create and change custom roles', 'zh-CN': '创建和修改自定义角色' }, defaultRoles: [] },
+  { id: 'teams:read', title: { en: 'See your teams', 'zh-CN': '查看所在团队' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'teams:manage', title: { en: 'Create teams and manage their members', 'zh-CN': '创建团队并管理成员' }, defaultRoles: [] },
+  { id: 'tokens:write', title: { en: 'Create and revoke your own API tokens', 'zh-CN': '创建和吊销自己的 API 令牌' }, defaultRoles: ['operator', 'viewer'] },
 ];
-
-/**
- * Role → permissions from the declarations' default roles. `admin` holds every permission.
- * The identity issue replaces this with stored roles; the check stays a pure function.
- */
-export class PermissionIndex {
-  private byRole = new Map<string, Set<string>>();
-
-  rebuild(declarations: PermissionDeclaration[]): void {
-    const byRole = new Map<string, Set<string>>();
-    for (const permission of declarations) {
-      for (const role of permission.defaultRoles ?? []) {
-        if (!byRole.has(role)) byRole.set(role, new Set());
-        byRole.get(role)!.add(permission.id);
-      }
-    }
-    this.byRole = byRole;
-    this.all = new Set(declarations.map((d) => d.id));
-  }
-
-  private all = new Set<string>();
-
-  /** Every permission the principal holds (admins: every declared one), sorted. */
-  permissionsOf(principal: Principal): string[] {
-    if (principal.roles.includes('admin')) return [...this.all].sort();
-    const out = new Set<string>();
-    for (const role of principal.roles) for (const permission of this.byRole.get(role) ?? []) out.add(permission);
-    return [...out].sort();
-  }
-
-  can = (principal: Principal, permission: string): boolean => {
-    if (principal.roles.includes('admin')) return true;
-    return principal.roles.some((role) => this.byRole.get(role)?.has(permission) ?? false);
-  };
-}

@@ -1,5 +1,6 @@
 import { isAiplatError, json, reply, type Principal, type RouteDefinition } from '@aiplat/plugin-sdk';
 import type { AuthService } from './auth-service.js';
+import { auditedLogin, auditedLogout, auditedRefresh } from '../audit/auth-events.js';
 
 const tokenPairSchema = {
   type: 'object',
@@ -19,6 +20,7 @@ export function authRoutes(auth: AuthService, permissionsOf: (principal: Princip
       summary: 'Sign in with a username and password',
       tags: ['auth'],
       public: { reason: 'signing in is how a caller gets credentials' },
+      audit: 'explicit', // [audit] core:auth.login rows, success or refusal (core/src/audit/auth-events.ts)
       body: json({
         type: 'object',
         required: ['username', 'password'],
@@ -28,7 +30,18 @@ export function authRoutes(auth: AuthService, permissionsOf: (principal: Princip
         },
       }),
       responses: { 200: { description: 'Tokens', schema: tokenPairSchema } },
-      handler: (ctx) => auth.login(ctx.db, ctx.body.username, ctx.body.password),
+      handler: async (ctx) => {
+        const result = await auditedLogin(ctx, ctx.body.username, auth, () => auth.login(ctx.db, ctx.body.username, ctx.body.password, ctx.ip));
+        if (isAiplatError(result)) {
+          const retryAfter = (result.details as { retryAfter?: number } | undefined)?.retryAfter;
+          return reply(
+            result.status,
+            { error: { code: result.code, message: result.message, ...(retryAfter ? { details: { retryAfter } } : {}), requestId: ctx.requestId } },
+            retryAfter ? { 'retry-after': String(retryAfter) } : undefined,
+          );
+        }
+        return result;
+      },
     },
     {
       method: 'POST',
@@ -36,10 +49,11 @@ export function authRoutes(auth: AuthService, permissionsOf: (principal: Princip
       summary: 'Exchange a refresh token for new tokens (the old one stops working)',
       tags: ['auth'],
       public: { reason: 'the refresh token itself is the credential' },
+      audit: 'explicit', // [audit] core:auth.refresh and core:auth.refresh-reuse rows
       body: json({ type: 'object', required: ['refreshToken'], properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } } }),
       responses: { 200: { description: 'Tokens', schema: tokenPairSchema } },
       handler: async (ctx) => {
-        const result = await auth.refresh(ctx.db, ctx.body.refreshToken);
+        const result = await auditedRefresh(ctx, ctx.body.refreshToken, auth, () => auth.refresh(ctx.db, ctx.body.refreshToken));
         if (isAiplatError(result)) {
           return reply(result.status, { error: { code: result.code, message: result.message, requestId: ctx.requestId } });
         }
@@ -52,9 +66,10 @@ export function authRoutes(auth: AuthService, permissionsOf: (principal: Princip
       summary: 'Sign out: the refresh token and its family stop working',
       tags: ['auth'],
       public: { reason: 'the refresh token itself is the credential' },
+      audit: 'explicit', // [audit] core:auth.logout rows
       body: json({ type: 'object', required: ['refreshToken'], properties: { refreshToken: { type: 'string', minLength: 1, maxLength: 512 } } }),
       handler: async (ctx) => {
-        await auth.logout(ctx.db, ctx.body.refreshToken);
+        await auditedLogout(ctx, ctx.body.refreshToken, () => auth.logout(ctx.db, ctx.body.refreshToken));
       },
     },
     {

@@ -20,7 +20,11 @@ export class TokenService {
   private readonly cache = new Map<string, { principal: Principal; exp: number }>();
   private readonly maxCache = 10_000;
 
-  constructor(private readonly key: Uint8Array, readonly accessTtlSeconds: number) {}
+  constructor(
+    private readonly key: Uint8Array,
+    readonly accessTtlSeconds: number,
+    private readonly makePrincipal?: (user: { id: string; username: string }) => Principal,
+  ) {}
 
   async signAccess(user: { id: string; username: string; roles: string[] }): Promise<string> {
     return new SignJWT({ name: user.username, roles: user.roles })
@@ -50,12 +54,10 @@ export class TokenService {
     }
     try {
       const { payload } = await jwtVerify(token, this.key, { issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'] });
-      const principal: Principal = {
-        id: String(payload.sub),
-        username: String(payload.name),
-        roles: Array.isArray(payload.roles) ? payload.roles.map(String) : [],
-        via: 'session',
-      };
+      const user = { id: String(payload.sub), username: String(payload.name) };
+      const principal: Principal = this.makePrincipal
+        ? this.makePrincipal(user)
+        : { ...user, roles: Array.isArray(payload.roles) ? payload.roles.map(String) : [], via: 'session' };
       if (this.cache.size >= this.maxCache) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(token, { principal, exp: payload.exp ?? now });
       return principal;

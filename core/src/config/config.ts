@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import YAML from 'yaml';
+import { readOidcConfig, type OidcConfig } from './oidc-config.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -25,6 +26,14 @@ export interface CoreConfig {
   shutdownGrace: number;
   /** The web shell's production build, served at `/` (default: the repository's web-shell/dist). */
   webDir: string;
+  /** Shortest password accepted for local accounts. */
+  passwordMinLength: number;
+  /** Where the audit chain's head is exported outside the database (docs/audit.md); unset: no export. */
+  auditHeadFile: string | undefined;
+  /** Seconds between audit head exports. */
+  auditHeadInterval: number;
+  /** Single sign-on (AIPLAT_OIDC_* and the file's `oidc` object, core/src/config/oidc-config.ts); unset: off. */
+  oidc: OidcConfig | undefined;
 }
 
 /** One entry per setting: the environment variable, the key in the optional config file, and its schema. */
@@ -51,6 +60,9 @@ const settings = {
   accessTokenTtl: { env: 'AIPLAT_ACCESS_TOKEN_TTL', schema: { type: 'integer', minimum: 30, maximum: 86400 }, default: 900 },
   shutdownGrace: { env: 'AIPLAT_SHUTDOWN_GRACE', schema: { type: 'integer', minimum: 0, maximum: 600 }, default: 10 },
   webDir: { env: 'AIPLAT_WEB_DIR', schema: { type: 'string', minLength: 1 }, default: undefined },
+  passwordMinLength: { env: 'AIPLAT_PASSWORD_MIN_LENGTH', schema: { type: 'integer', minimum: 8, maximum: 128 }, default: 12 },
+  auditHeadFile: { env: 'AIPLAT_AUDIT_HEAD_FILE', schema: { type: 'string', minLength: 1 }, default: undefined },
+  auditHeadInterval: { env: 'AIPLAT_AUDIT_HEAD_INTERVAL', schema: { type: 'integer', minimum: 1, maximum: 86400 }, default: 60 },
 } as const;
 
 type SettingKey = keyof typeof settings;
@@ -69,6 +81,9 @@ const hints: Partial<Record<SettingKey, string>> = {
   accessTokenTtl: 'seconds between 30 and 86400',
   shutdownGrace: 'seconds between 0 and 600',
   webDir: "the folder of the web shell's production build (web-shell/dist)",
+  passwordMinLength: 'a number of characters between 8 and 128',
+  auditHeadFile: 'a file path outside the data folder, ideally on other storage (e.g. /var/backups/aiplat/audit-head.json)',
+  auditHeadInterval: 'seconds between 1 and 86400',
 };
 
 export class ConfigError extends Error {
@@ -114,7 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
         problems.push(`AIPLAT_CONFIG_FILE: ${filePath} is not valid JSON or YAML: ${(error as Error).message}`);
       }
       for (const key of Object.keys(file)) {
-        if (!(key in settings)) problems.push(`${filePath}: unknown setting "${key}" (known: ${Object.keys(settings).join(', ')})`);
+        if (!(key in settings) && key !== 'oidc') problems.push(`${filePath}: unknown setting "${key}" (known: ${[...Object.keys(settings), 'oidc'].join(', ')})`);
       }
     }
   }
@@ -139,6 +154,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     }
     values[key] = value;
   }
+  // Single sign-on: AIPLAT_OIDC_* and the file's `oidc` object, checked together.
+  const oidc = readOidcConfig(env, file.oidc, configFile);
+  problems.push(...oidc.problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const dataDir = path.resolve(cwd, values.dataDir as string);
@@ -149,6 +167,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     pluginDirs: pluginDirs ?? defaultPluginDirs(dataDir),
     publicUrl: (values.publicUrl as string | undefined)?.replace(/\/+$/, ''),
     webDir: values.webDir ? path.resolve(cwd, values.webDir as string) : path.resolve(import.meta.dirname, '../../../web-shell/dist'),
+    auditHeadFile: values.auditHeadFile ? path.resolve(cwd, values.auditHeadFile as string) : undefined,
+    oidc: oidc.config,
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { auditChainMigration } from '../audit/migration.js';
 
 interface Migration {
   name: string;
@@ -91,6 +92,108 @@ const coreMigrations: Migration[] = [
         t.jsonb('principal').notNullable();
         t.timestamp('expires_at', { useTz: true }).notNullable().index();
         t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+    },
+  },
+  {
+    name: '0003_identity',
+    async up(knex) {
+      // Users grow profiles, soft deletion and an origin; roles, teams and their members are
+      // stored; personal API tokens and login throttling (core/src/auth/).
+      await knex.schema.alterTable('users', (t) => {
+        t.text('display_name');
+        t.text('email');
+        t.text('source').notNullable().defaultTo('local');
+        t.text('external_id');
+        t.text('default_team_id');
+        t.timestamp('deleted_at', { useTz: true });
+        t.timestamp('last_login_at', { useTz: true });
+        t.timestamp('password_changed_at', { useTz: true });
+        t.unique(['source', 'external_id']);
+      });
+      await knex.schema.createTable('roles', (t) => {
+        t.text('id').primary();
+        t.text('name').notNullable().unique();
+        t.text('description');
+        t.boolean('builtin').notNullable().defaultTo(false);
+        t.jsonb('permissions').notNullable().defaultTo('[]');
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      await knex('roles').insert([
+        { id: 'admin', name: 'Admin', builtin: true, description: 'Every permission, in every team' },
+        { id: 'operator', name: 'Operator', builtin: true, description: 'Works with the platform: the permissions the core and plugins give operators' },
+        { id: 'viewer', name: 'Viewer', builtin: true, description: 'Reads: the permissions the core and plugins give viewers' },
+      ]);
+      await knex.schema.createTable('teams', (t) => {
+        t.text('id').primary();
+        t.text('name').notNullable().unique();
+        t.text('description');
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      await knex('teams').insert({ id: 'default', name: 'default', description: 'Every user belongs here unless placed elsewhere' });
+      await knex.schema.createTable('team_members', (t) => {
+        t.text('team_id').notNullable().references('teams.id').onDelete('CASCADE');
+        t.text('user_id').notNullable().references('users.id').onDelete('CASCADE');
+        // Roles the member holds in this team only (global roles are users.roles).
+        t.jsonb('roles').notNullable().defaultTo('[]');
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.primary(['team_id', 'user_id']);
+        t.index(['user_id']);
+      });
+      const users = (await knex('users').select('id')) as { id: string }[];
+      if (users.length > 0) await knex('team_members').insert(users.map((u) => ({ team_id: 'default', user_id: u.id })));
+      await knex('users').update({ default_team_id: 'default' });
+      await knex.schema.createTable('api_tokens', (t) => {
+        t.text('id').primary();
+        t.text('user_id').notNullable().references('users.id').onDelete('CASCADE');
+        t.text('name').notNullable();
+        t.text('secret_hash').notNullable();
+        t.jsonb('permissions').notNullable().defaultTo('[]');
+        t.timestamp('expires_at', { useTz: true });
+        t.timestamp('last_used_at', { useTz: true });
+        t.timestamp('revoked_at', { useTz: true });
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+        t.index(['user_id']);
+      });
+      await knex.schema.createTable('login_failures', (t) => {
+        // `user:<username>` or `ip:<address>`.
+        t.text('key').primary();
+        t.integer('failures').notNullable().defaultTo(0);
+        t.timestamp('last_failure_at', { useTz: true }).notNullable();
+        t.timestamp('locked_until', { useTz: true });
+      });
+    },
+  },
+  // [audit] The audit log becomes an append-only hash chain: core/src/audit/migration.ts.
+  { name: '0004_audit_chain', up: auditChainMigration },
+  {
+    name: '0005_oidc_sso',
+    async up(knex) {
+      // Single sign-on (core/src/auth/oidc.ts). A sign-in in progress: its state (stored hashed,
+      // single use, 10 minutes), the browser it started in, the nonce, the PKCE verifier and the
+      // shell path to return to.
+      await knex.schema.createTable('oidc_logins', (t) => {
+        t.text('state_hash').primary();
+        t.text('browser_hash').notNullable();
+        t.text('nonce').notNullable();
+        t.text('code_verifier').notNullable();
+        t.text('redirect').notNullable();
+        t.timestamp('expires_at', { useTz: true }).notNullable().index();
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      // The one-time code that hands a finished sign-in to the shell (hashed, 60 s, single use).
+      await knex.schema.createTable('oidc_handoffs', (t) => {
+        t.text('code_hash').primary();
+        t.text('user_id').notNullable().references('users.id').onDelete('CASCADE');
+        t.timestamp('expires_at', { useTz: true }).notNullable().index();
+        t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
+      });
+      // Where a membership came from: null when an administrator added it, `oidc` when the
+      // single sign-on mapping did (those follow the provider's groups at every sign-in).
+      await knex.schema.alterTable('team_members', (t) => {
+        t.text('source');
       });
     },
   },

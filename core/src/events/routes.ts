@@ -10,6 +10,9 @@ export function streamRoutes(tickets: StreamTickets): RouteDefinition[] {
       summary: 'A single-use ticket (30 s) for opening the event stream: connect to /api/v1/stream?ticket=…',
       tags: ['stream'],
       permission: 'self:read',
+      // Every shell page load asks for one: an audit row each would drown the log; a refused
+      // request is still audited, and the stream connection itself is logged.
+      audit: 'metered',
       body: { mode: 'none' },
       responses: {
         200: {

@@ -2,8 +2,12 @@ import type { Knex } from 'knex';
 import type { Middleware, ParameterizedContext } from 'koa';
 import {
   AiplatError,
+  isAiplatError,
   isReply,
   routeMutates,
+  type AuditInfo,
+  type AuditOptions,
+  type AuditResource,
   type Logger,
   type MultipartField,
   type MultipartFile,
@@ -14,7 +18,13 @@ import {
 } from '@aiplat/plugin-sdk';
 import { multipartParts, rawBodyStream, readJsonBody, readRawBody, hasBody } from './body.js';
 import { bodyValidator, paramsValidator, queryValidator, type Validator } from './validation.js';
-import type { AuditWriter } from '../audit/audit.js';
+import type { AuditActor, AuditWriter } from '../audit/audit.js';
+
+/** [audit] `ctx.audit` options the core's own routes may use too: the actor (e.g. a failed sign-in's username) and the status. */
+export interface CoreAuditOptions extends AuditOptions {
+  actor?: AuditActor;
+  status?: number;
+}
 
 export interface RouteOwner {
   /** The plugin id, or `core`. */
@@ -31,6 +41,8 @@ export interface RouteRuntime {
   /** The principal of a token verified before and still valid, without waiting (undefined otherwise). */
   cachedPrincipal?(token: string): Principal | undefined;
   authorize(principal: Principal, permission: string): boolean;
+  /** The permission for objects of one team (identity); without it, `authorize` answers. */
+  authorizeInTeam?(principal: Principal, permission: string, teamId: string | null | undefined): boolean;
   audit: AuditWriter;
   logger: Logger;
 }
@@ -136,6 +148,7 @@ interface CompiledRoute {
  */
 class RequestContext implements RouteContext {
   pendingAfterCommit: (() => unknown)[] | undefined;
+  auditInfo: AuditInfo | undefined;
 
   constructor(
     private readonly koa: AppContext,
@@ -169,6 +182,15 @@ class RequestContext implements RouteContext {
   get headers(): RouteContext['headers'] {
     return this.koa.req.headers;
   }
+  get ip(): string {
+    return this.koa.ip;
+  }
+  can(permission: string, teamId?: string | null): boolean {
+    const principal = this.principal;
+    if (!principal) return false;
+    const runtime = this.compiled.runtime;
+    return teamId !== undefined && runtime.authorizeInTeam ? runtime.authorizeInTeam(principal, permission, teamId) : runtime.authorize(principal, permission);
+  }
   get req(): RouteContext['req'] {
     return this.koa.req;
   }
@@ -180,12 +202,19 @@ class RequestContext implements RouteContext {
     if (body.mode !== 'multipart') throw new AiplatError('internal', 'parts() is only for multipart routes');
     return multipartParts(this.koa.req, body);
   }
-  audit(action: string, details?: Record<string, unknown>): Promise<void> {
-    return this.compiled.runtime.audit.write(this.db, {
-      action,
-      plugin: this.compiled.plugin,
-      actor: this.principal,
+  async audit(action: string, details?: Record<string, unknown>, options?: CoreAuditOptions): Promise<void> {
+    // [audit] A plugin's rows are `<plugin>:<name>` and name the caller; only core routes may name another actor.
+    const plugin = this.compiled.plugin;
+    await this.compiled.runtime.audit.write(this.db, {
+      action: plugin === undefined || action.startsWith(`${plugin}:`) ? action : `${plugin}:${action}`,
+      plugin,
+      actor: plugin === undefined && options?.actor ? options.actor : this.principal,
       requestId: this.koa.state.requestId,
+      clientIp: this.koa.ip,
+      outcome: options?.outcome,
+      status: plugin === undefined ? options?.status : undefined,
+      resource: options?.resource,
+      team: options?.team,
       details: details ?? {},
     });
   }
@@ -212,14 +241,62 @@ function authenticate(compiled: CompiledRoute, ctx: AppContext): Principal | Pro
 function authorize(compiled: CompiledRoute, ctx: AppContext, user: Principal | undefined): Principal {
   const permission = compiled.route.permission!;
   if (!user) throw new AiplatError('unauthenticated');
+  // Known before the permission check, so a refusal's audit row (and access log line) names the caller.
+  ctx.state.user = user;
   if (!compiled.runtime.authorize(user, permission)) {
     throw new AiplatError('forbidden', `This action needs the permission "${permission}"`, { permission });
   }
-  ctx.state.user = user;
   return user;
 }
 
 async function handle(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
+  try {
+    await run(compiled, ctx);
+  } catch (error) {
+    // [audit] Every refused request (401/403) gets a `denied` row; a failure to write it answers 503 instead.
+    if (isAiplatError(error) && (error.status === 401 || error.status === 403)) await auditDenied(compiled, ctx, error);
+    throw error;
+  }
+}
+
+/** [audit] The resource of a request's audit rows: the handler's `ctx.auditInfo`, else the route's `auditResource`. */
+function auditResourceOf(compiled: CompiledRoute, params: Record<string, string>, body: unknown, info: AuditInfo | undefined): AuditResource | undefined {
+  if (info?.resource) return info.resource;
+  const resource = compiled.route.auditResource;
+  if (!resource) return undefined;
+  try {
+    return resource({ params, body });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * [audit] The `denied` row of a refused request, in a transaction of its own (a mutating request's
+ * transaction is rolled back by now): the request changed nothing. Never the credentials themselves.
+ */
+async function auditDenied(compiled: CompiledRoute, ctx: AppContext, error: AiplatError): Promise<void> {
+  const { route, runtime } = compiled;
+  const params = (ctx.params as Record<string, string> | undefined) ?? {};
+  const details: Record<string, unknown> = { method: ctx.method, path: ctx.path, code: error.code };
+  if (route.permission !== undefined) {
+    details.permission = route.permission;
+    if (error.status === 401) details.bearer = ctx.req.headers.authorization ? 'invalid' : 'missing';
+  }
+  await runtime.audit.write(runtime.db(), {
+    action: compiled.action,
+    plugin: compiled.plugin,
+    actor: ctx.state.user,
+    outcome: 'denied',
+    status: error.status,
+    requestId: ctx.state.requestId,
+    clientIp: ctx.ip,
+    resource: auditResourceOf(compiled, params, undefined, undefined),
+    details,
+  });
+}
+
+async function run(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
   const { route, validators, body, runtime } = compiled;
   ctx.state.errorStyle = compiled.errorStyle;
   ctx.state.plugin = compiled.plugin;
@@ -250,13 +327,19 @@ async function handle(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
       rc = new RequestContext(ctx, compiled, params, query, parsed, bodyStream, trx, user);
       const value = await route.handler(rc);
       if (compiled.audit === 'request') {
+        // [audit] One row per request, in its transaction: the change and its record commit together.
+        const info = rc.auditInfo;
+        const details = { method: route.method, path: ctx.path, params: ctx.params };
         await runtime.audit.write(trx, {
           action: compiled.action,
           plugin: compiled.plugin,
           actor: rc.user,
           requestId: ctx.state.requestId,
+          clientIp: ctx.ip,
           status: isReply(value) ? value.status : value === undefined ? 204 : 200,
-          details: { method: route.method, path: ctx.path, params: ctx.params },
+          resource: auditResourceOf(compiled, params, parsed, info),
+          team: info?.team,
+          details: info?.details ? { ...details, ...info.details } : details,
         });
       }
       return value;

@@ -51,6 +51,7 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
     {
       method: 'POST',
       path: '/plugins/:id/disable',
+      auditResource: ({ params }) => ({ type: 'plugin', id: params.id }),
       summary: 'Disable a plugin at run time (409 while enabled plugins depend on it, unless cascade)',
       tags: ['plugins'],
       permission: 'plugins:manage',
@@ -60,6 +61,7 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
       handler: async (ctx) => {
         const ids = kernel.planDisable(ctx.params.id, ctx.query.cascade);
         await kernel.persist(ctx.db, ids.length > 0 ? ids : [ctx.params.id], false);
+        ctx.auditInfo = { details: { changed: ids, cascade: ctx.query.cascade } };
         const response: { changed: string[]; items: unknown[] } = { changed: ids, items: [] };
         ctx.afterCommit(async () => {
           await kernel.applyDisable(ids);
@@ -71,6 +73,7 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
     {
       method: 'POST',
       path: '/plugins/:id/enable',
+      auditResource: ({ params }) => ({ type: 'plugin', id: params.id }),
       summary: 'Enable a plugin at run time (409 while its dependencies are disabled, unless cascade)',
       tags: ['plugins'],
       permission: 'plugins:manage',
@@ -80,6 +83,7 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
       handler: async (ctx) => {
         const ids = kernel.planEnable(ctx.params.id, ctx.query.cascade);
         await kernel.persist(ctx.db, ids.length > 0 ? ids : [ctx.params.id], true);
+        ctx.auditInfo = { details: { changed: ids, cascade: ctx.query.cascade } };
         const response: { changed: string[]; items: unknown[] } = { changed: ids, items: [] };
         ctx.afterCommit(async () => {
           await kernel.applyEnable(ids);

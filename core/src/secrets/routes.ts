@@ -45,6 +45,7 @@ export function pluginSettingsRoutes(kernel: Kernel, settings: SecretSettings): 
     {
       method: 'PUT',
       path: '/plugins/:id/config',
+      auditResource: ({ params }) => ({ type: 'plugin', id: params.id }),
       summary: "Replace a plugin's settings; the running plugin sees them without a restart of the core",
       description:
         'The body is the whole settings object, validated against the plugin\'s config schema. A secret field given as "••••" or left out keeps its stored value; null clears it.',
@@ -64,7 +65,7 @@ export function pluginSettingsRoutes(kernel: Kernel, settings: SecretSettings): 
           secretsSet: change.secretsSet,
           secretsCleared: change.secretsCleared,
           values: change.view.values,
-        });
+        }, { resource: { type: 'plugin', id } });
         ctx.afterCommit(async () => {
           await kernel.applyConfig(id);
           const status = kernel.status(id);

@@ -40,7 +40,8 @@ export class TestClient {
     const response = await fetch(new URL(path, this.baseUrl), { method, headers, body });
     const text = await response.text();
     let parsed: unknown = text;
-    if ((response.headers.get('content-type') ?? '').includes('json') && text.length > 0) parsed = JSON.parse(text);
+    // application/json or application/<something>+json; not JSON Lines (application/x-ndjson).
+    if (/^application\/(?:[\w.-]+\+)?json\s*(;|$)/i.test(response.headers.get('content-type') ?? '') && text.length > 0) parsed = JSON.parse(text);
     return { status: response.status, headers: response.headers, body: parsed as T, text };
   }
 

@@ -40,6 +40,11 @@ export interface TestCore {
   databaseUrl?: string;
   /** Everything the core logged, parsed. */
   logs: LogEntry[];
+  /**
+   * Create a user through the API (as the admin) and sign them in: global `roles` by id or name,
+   * `teams` by id or name. The password is `<username>-password-1234`.
+   */
+  createUser(username: string, roles?: string[], options?: { teams?: (string | { team: string; roles?: string[] })[] }): Promise<{ id: string; password: string; client: TestClient }>;
   /** Stop and start again on the same data folder and database. */
   restart(): Promise<TestCore>;
   /** Stop and delete the temp data folder and database (unless `keep`). */
@@ -120,6 +125,14 @@ export async function startTestCore(options: TestCoreOptions = {}): Promise<Test
     dataDir,
     databaseUrl,
     logs,
+    async createUser(username, roles = ['viewer'], userOptions = {}) {
+      const password = `${username}-password-1234`;
+      const created = await handle.client.post<{ id: string }>('/api/v1/users', { username, password, roles, ...(userOptions.teams ? { teams: userOptions.teams } : {}) });
+      if (created.status !== 201) throw new Error(`creating user ${username} failed: ${created.status} ${created.text}`);
+      const signIn = await handle.client.anonymous().post<{ accessToken: string }>('/api/v1/auth/login', { username, password });
+      if (signIn.status !== 200) throw new Error(`signing in ${username} failed: ${signIn.status} ${signIn.text}`);
+      return { id: created.body.id, password, client: handle.client.withToken(signIn.body.accessToken) };
+    },
     async restart() {
       await handle.stop({ keep: true });
       return startTestCore({ ...options, dataDir, databaseUrl });
