@@ -29,6 +29,9 @@ RUN npm ci --no-audit --no-fund \
  && npm cache clean --force
 
 COPY . .
+# The web shell and the plugins' UI remotes, built once into the image (npm start would build them
+# on first start, but the code is read-only to the runtime user).
+RUN node scripts/build-ui.mjs
 
 # The data folder (embedded database, installed plugins, lock file) belongs to the unprivileged
 # `node` user (uid 1000) that the official Node image provides; the code stays root-owned, read-only to it.

@@ -3,8 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['**/*.test.ts'],
+    // The web shell's browser tests (web-shell/test) run here; its sources and build do not.
     // *.services.test.ts need real PostgreSQL and Redis: they run in the server pass only.
-    exclude: ['**/node_modules/**', '**/dist/**', 'web-shell/**', ...(process.env.AIPLAT_TEST_DATABASE === 'postgres' ? [] : ['**/*.services.test.ts'])],
+    exclude: ['**/node_modules/**', '**/dist/**', 'web-shell/src/**', 'web-shell/dist/**', ...(process.env.AIPLAT_TEST_DATABASE === 'postgres' ? [] : ['**/*.services.test.ts'])],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 120_000,

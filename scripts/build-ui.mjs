@@ -17,7 +17,8 @@ const ifStale = args.includes('--if-stale');
 const only = args.filter((a) => !a.startsWith('--'));
 
 function targets() {
-  const list = [{ name: 'shell', webDir: path.join(root, 'web-shell'), outDir: path.join(root, 'web-shell', 'dist'), sources: [path.join(root, 'web-shell')] }];
+  const shellDist = path.join(root, 'web-shell', 'dist');
+  const list = [{ name: 'shell', webDir: path.join(root, 'web-shell'), outDir: shellDist, entry: path.join(shellDist, 'index.html'), sources: [path.join(root, 'web-shell')] }];
   for (const parent of ['plugins', 'examples']) {
     const dir = path.join(root, parent);
     if (!existsSync(dir)) continue;
@@ -28,7 +29,8 @@ function targets() {
       if (!existsSync(manifestFile) || !existsSync(path.join(webDir, 'vite.config.ts'))) continue;
       const manifest = JSON.parse(readFileSync(manifestFile, 'utf8'));
       if (!manifest.web?.remoteEntry) continue;
-      list.push({ name: manifest.id, webDir, outDir: path.dirname(path.resolve(pluginDir, manifest.web.remoteEntry)), sources: [webDir, manifestFile] });
+      const entry = path.resolve(pluginDir, manifest.web.remoteEntry);
+      list.push({ name: manifest.id, webDir, outDir: path.dirname(entry), entry, sources: [webDir, manifestFile] });
     }
   }
   return list;
@@ -105,6 +107,11 @@ async function lock() {
 await lock();
 process.on('exit', () => rmSync(lockDir, { recursive: true, force: true }));
 
+// Always a production build, even when started from a test runner: under vitest's VITEST or
+// NODE_ENV=test, @module-federation/vite emits no remoteEntry.js (seen with 1.23.8).
+for (const key of Object.keys(process.env)) if (key === 'VITEST' || key.startsWith('VITEST_')) delete process.env[key];
+process.env.NODE_ENV = 'production';
+
 const { build } = await import('vite');
 let built = 0;
 for (const target of targets()) {
@@ -115,6 +122,8 @@ for (const target of targets()) {
   const started = Date.now();
   process.stdout.write(`[build-ui] ${target.name} … `);
   await build({ root: target.webDir, configLoader: 'runner', logLevel: 'warn', mode: 'production' });
+  // Never stamp an incomplete build as fresh: --if-stale would keep it.
+  if (!existsSync(target.entry)) throw new Error(`the ${target.name} build produced no ${path.relative(root, target.entry)}`);
   precompress(target.outDir);
   writeFileSync(stampFile, JSON.stringify({ fingerprint: print, builtAt: new Date().toISOString() }));
   console.log(`${((Date.now() - started) / 1000).toFixed(1)} s`);

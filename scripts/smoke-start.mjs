@@ -47,6 +47,12 @@ const login = await fetch(`${url}/api/v1/auth/login`, {
   body: JSON.stringify({ username: 'admin', password }),
 });
 if (login.status !== 200) fail(`sign-in answered ${login.status}`);
+// The web shell (built by npm test's provisioning or npm start) and the hello remote are served.
+const page = await fetch(`${url}/`);
+const html = await page.text();
+if (page.status !== 200 || !html.includes('<base href="/" />')) fail(`the shell answered ${page.status}: ${html.slice(0, 200)}`);
+const remote = await fetch(`${url}/_remotes/hello/remoteEntry.js`);
+if (remote.status !== 200) fail(`hello's remote entry answered ${remote.status}`);
 clearTimeout(timer);
 child.removeAllListeners('exit');
 const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
@@ -54,4 +60,4 @@ child.kill('SIGTERM');
 const code = await exited;
 rmSync(dataDir, { recursive: true, force: true });
 if (code !== 0) fail(`SIGTERM exit code ${code}`);
-console.log(`smoke-start: Node ${version}: healthy (${health.database}), signed in, stopped cleanly`);
+console.log(`smoke-start: Node ${version}: healthy (${health.database}), signed in, shell and hello remote served, stopped cleanly`);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// `npm test`: provision what the suites need, run every suite on the embedded database, then run
-// the suites that touch SQL (*.db.test.ts) again on real PostgreSQL when TEST_DATABASE_URL is set,
-// with the suites that need real PostgreSQL and Redis servers (*.services.test.ts).
+// `npm test`: provision what the suites need (a Compose implementation, Chromium, the built web UI),
+// run every suite on the embedded database, then run the suites that touch SQL (*.db.test.ts) again
+// on real PostgreSQL when TEST_DATABASE_URL is set, with the suites that need real PostgreSQL and
+// Redis servers (*.services.test.ts).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { reachable } from './reachable.mjs';
@@ -46,6 +47,18 @@ function ensureCompose() {
   }
 }
 
+/** Chromium for the web shell's browser tests: install Debian's when missing (quick when it is there). */
+function ensureChromium() {
+  const result = run('sh', [path.join(root, 'scripts', 'provision-chromium.sh')]);
+  if (result.status !== 0) throw new Error('provisioning Chromium failed (see above); the browser tests need it');
+}
+
+/** The production build of the shell and the plugin remotes the browser tests load (only what is stale). */
+function ensureUiBuilt() {
+  const result = run(process.execPath, [path.join(root, 'scripts', 'build-ui.mjs'), '--if-stale']);
+  if (result.status !== 0) throw new Error('building the web UI failed (node scripts/build-ui.mjs --if-stale)');
+}
+
 function vitestPass(label, env, filters) {
   const report = path.join(mkdtempSync(path.join(os.tmpdir(), 'aiplat-vitest-')), 'report.json');
   console.log(`\n[test] ${label}`);
@@ -64,6 +77,8 @@ function vitestPass(label, env, filters) {
 
 const passes = [];
 ensureCompose();
+ensureChromium();
+ensureUiBuilt();
 passes.push(vitestPass('pass 1: every suite on the embedded database', { AIPLAT_TEST_DATABASE: 'embedded' }, []));
 
 const databaseUrl = process.env.TEST_DATABASE_URL;

@@ -1,6 +1,6 @@
 import { defineConfig } from 'vite';
 import { federation } from '@module-federation/vite';
-import { sharedLibraries, vuePlugins } from '@aiplat/plugin-sdk/vite';
+import { sharedChunkName, sharedLibraries, vuePlugins } from '@aiplat/plugin-sdk/vite';
 
 // The shell is built once and served under any base path: assets are relative (`base: './'`) and
 // the core writes a <base href> into index.html for PUBLIC_URL.
@@ -8,8 +8,18 @@ export default defineConfig({
   base: './',
   logLevel: 'warn',
   plugins: [
-    ...vuePlugins(),
-    federation({ name: 'aiplat_shell', remotes: {}, shared: sharedLibraries('host'), dts: false }),
+    ...vuePlugins('host'),
+    // loaded-first: shared modules load when first imported, not all at start (the shell provides every
+    // Element Plus entry; a page must download only the ones it shows).
+    federation({
+      name: 'aiplat_shell',
+      remotes: {},
+      shared: sharedLibraries('host'),
+      shareStrategy: 'loaded-first',
+      // One federation runtime for the page: remotes use the shell's instead of carrying their own.
+      experiments: { provideExternalRuntime: true },
+      dts: false,
+    }),
   ],
   build: {
     target: 'es2022',
@@ -17,16 +27,24 @@ export default defineConfig({
     emptyOutDir: true,
     rolldownOptions: {
       output: {
-        // ECharts is loaded only by charts; keep its renderer (zrender) in a chunk of its own so no
-        // chunk passes the 500 kB budget.
+        // One chunk per Element Plus component and per package (ADR 0007): a page loads what it
+        // shows. ECharts (loaded only by charts) and its renderer zrender stay apart, under 500 kB each.
+        // The federation plugin's groups (one per shared module) would otherwise pull each shared
+        // module's whole dependency tree into its chunk, whoever else needs a part of it.
         codeSplitting: {
-          groups: [
-            { name: 'zrender', test: /node_modules[\\/]zrender[\\/]/ },
-            { name: 'echarts', test: /node_modules[\\/]echarts[\\/]/ },
-          ],
+          includeDependenciesRecursively: false,
+          groups: [{ name: sharedChunkName, test: /node_modules/, debugName: 'aiplat-vendor' }],
         },
+        strictExecutionOrder: true,
       },
     },
   },
-  server: { port: 5173, proxy: { '/api': { target: 'http://127.0.0.1:8080', ws: true }, '/_remotes': 'http://127.0.0.1:8080' } },
+  // `npm run dev`: the core runs beside this dev server (AIPLAT_CORE_URL, default port 8080).
+  server: {
+    port: 5173,
+    proxy: {
+      '/api': { target: process.env.AIPLAT_CORE_URL ?? 'http://127.0.0.1:8080', ws: true },
+      '/_remotes': process.env.AIPLAT_CORE_URL ?? 'http://127.0.0.1:8080',
+    },
+  },
 });

@@ -22,6 +22,26 @@ export interface ElementPlusEntries {
 }
 
 let cached: ElementPlusEntries | undefined;
+let root: string | undefined;
+
+/** The installed element-plus folder. */
+function elementPlusRoot(): string {
+  root ??= path.dirname(require.resolve('element-plus/package.json'));
+  return root;
+}
+
+/**
+ * How the code being built imports an entry. A remote imports the shared name, which module
+ * federation answers with the shell's module. The shell — the provider — imports the file itself:
+ * the same module the shared name gives remotes, but loaded when a page first shows it, where an
+ * import of the shared name would make the federation runtime load it at start.
+ */
+export type ImportStyle = 'shared' | 'local';
+
+function specifierFor(entry: string, style: ImportStyle): string {
+  // The query keeps the federation plugin from taking the file for its shared name.
+  return style === 'local' ? `${path.join(elementPlusRoot(), entry.slice('element-plus/'.length))}?aiplat-local` : entry;
+}
 
 function kebab(name: string): string {
   return name.replace(/^El/, '').replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
@@ -30,10 +50,9 @@ function kebab(name: string): string {
 /** Read the installed Element Plus: its version, component entries and the names each exports. */
 export function elementPlusEntries(): ElementPlusEntries {
   if (cached) return cached;
-  const pkgFile = require.resolve('element-plus/package.json');
-  const root = path.dirname(pkgFile);
+  const pkgFile = path.join(elementPlusRoot(), 'package.json');
   const version = (JSON.parse(readFileSync(pkgFile, 'utf8')) as { version: string }).version;
-  const componentsDir = path.join(root, 'es', 'components');
+  const componentsDir = path.join(elementPlusRoot(), 'es', 'components');
   const entries: string[] = [];
   const candidates = new Map<string, string[]>();
   for (const dir of readdirSync(componentsDir).sort()) {
@@ -69,7 +88,7 @@ const IMPORT_RE = /import\s*\{([^}]*)\}\s*from\s*(['"])element-plus\2\s*;?/g;
  * Vite plugin: rewrite named imports from `element-plus` into per-component imports. Type-only
  * names are gone by the time it runs (it runs after the TypeScript and Vue transforms).
  */
-export function elementPlusPerComponent(): Plugin {
+export function elementPlusPerComponent(style: ImportStyle = 'shared'): Plugin {
   return {
     name: 'aiplat:element-plus-per-component',
     enforce: 'post',
@@ -95,7 +114,7 @@ export function elementPlusPerComponent(): Plugin {
           bySpecifier.set(specifier, list);
         }
         changed = true;
-        return [...bySpecifier].map(([spec, parts]) => `import { ${parts.join(', ')} } from '${spec}';`).join('\n');
+        return [...bySpecifier].map(([spec, parts]) => `import { ${parts.join(', ')} } from '${specifierFor(spec, style)}';`).join('\n');
       });
       return changed ? { code: out, map: null } : null;
     },
@@ -106,13 +125,13 @@ export function elementPlusPerComponent(): Plugin {
  * A resolver for unplugin-vue-components: `<el-button>` in a template imports ElButton from its
  * own entry; `v-loading` imports vLoading.
  */
-export function elementPlusResolvers() {
+export function elementPlusResolvers(style: ImportStyle = 'shared') {
   return [
     {
       type: 'component' as const,
       resolve(name: string) {
         const specifier = elementPlusEntries().exports.get(name);
-        return specifier && name.startsWith('El') ? { name, from: specifier } : undefined;
+        return specifier && name.startsWith('El') ? { name, from: specifierFor(specifier, style) } : undefined;
       },
     },
     {
@@ -120,8 +139,23 @@ export function elementPlusResolvers() {
       resolve(name: string) {
         const exportName = `v${name}`;
         const specifier = elementPlusEntries().exports.get(exportName);
-        return specifier ? { name: exportName, from: specifier } : undefined;
+        return specifier ? { name: exportName, from: specifierFor(specifier, style) } : undefined;
       },
     },
   ];
+}
+
+const PACKAGE_RE = /.*node_modules[\\/]((?:@[^\\/]+[\\/])?[^\\/]+)[\\/]/;
+
+/** Packages big enough to get a chunk of their own (ECharts and its renderer, each under 500 kB). */
+const OWN_CHUNK = new Set(['echarts', 'zrender']);
+
+/**
+ * Chunk names for the shell's build (rolldown `codeSplitting.groups[].name`): ECharts and zrender
+ * apart (loaded only by charts, and together over the 500 kB chunk budget); everything else is
+ * placed by the bundler by which pages reach it (`null`).
+ */
+export function sharedChunkName(id: string): string | null {
+  const pkg = PACKAGE_RE.exec(id)?.[1]?.replace(/\\/g, '/');
+  return pkg && OWN_CHUNK.has(pkg) ? `vendor-${pkg}` : null;
 }

@@ -24,7 +24,7 @@ import type { PluginOption, UserConfig } from 'vite';
 import { remoteName } from '../src/manifest.js';
 import { elementPlusEntries, elementPlusPerComponent, elementPlusResolvers } from './element-plus.js';
 
-export { elementPlusEntries, elementPlusPerComponent, elementPlusResolvers } from './element-plus.js';
+export { elementPlusEntries, elementPlusPerComponent, elementPlusResolvers, sharedChunkName, type ImportStyle } from './element-plus.js';
 
 const require = createRequire(import.meta.url);
 
@@ -72,13 +72,13 @@ export function sharedLibraries(role: 'host' | 'remote'): Record<string, SharedI
   return shared;
 }
 
-/** The Vue, Element Plus and auto-import plugins both the shell and remotes use. */
-export function vuePlugins(): PluginOption[] {
-  return [
-    vue(),
-    Components({ dts: false, dirs: [], resolvers: elementPlusResolvers() }),
-    elementPlusPerComponent(),
-  ];
+/**
+ * The Vue, Element Plus and auto-import plugins of the shell (`host`) and of remotes: a remote
+ * imports Element Plus by its shared names, the shell by file (see {@link ImportStyle}).
+ */
+export function vuePlugins(role: 'host' | 'remote' = 'remote'): PluginOption[] {
+  const style = role === 'host' ? 'local' : 'shared';
+  return [vue(), Components({ dts: false, dirs: [], resolvers: elementPlusResolvers(style) }), elementPlusPerComponent(style)];
 }
 
 interface ManifestWeb {
@@ -120,6 +120,10 @@ export function aiplatRemote(webDir: string, options: RemoteOptions = {}): UserC
         manifest: true,
         exposes,
         shared: sharedLibraries('remote'),
+        // The shell is the only provider; take what it has loaded, load the rest on first use.
+        shareStrategy: 'loaded-first',
+        // The shell publishes its federation runtime; a remote uses it rather than its own copy.
+        experiments: { externalRuntime: true },
         dts: false,
       }),
       ...((options.vite?.plugins as PluginOption[] | undefined) ?? []),

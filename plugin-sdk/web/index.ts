@@ -3,6 +3,7 @@
  * provides it as a shared singleton, so the session, the API client and the stream connection are
  * the shell's own, and a remote never carries a copy.
  */
+import { defineAsyncComponent } from 'vue';
 export { defineUiPlugin, isUiPlugin } from './define.ts';
 export type { ComponentLoader, UiPlugin, UiPluginContext, UiPluginDefinition } from './define.ts';
 export { bootInfo, withBase } from './boot.ts';
@@ -18,10 +19,12 @@ export { sdkMessages, SUPPORTED_LOCALES } from './messages.ts';
 export type { Locale } from './messages.ts';
 export { useApi, useCurrentUser, useErrorMessage, useLocale, useLocalized, usePermission, usePluginApi, useStream } from './composables.ts';
 export { default as AipPageHeader } from './components/AipPageHeader.vue';
-export { default as AipDataTable } from './components/AipDataTable.vue';
+// The heavier components load on first use (a table, a dialog, a chart), so the SDK costs a page
+// that shows none of them nothing; a template ref on them reaches the component once it is there.
+export const AipDataTable = defineAsyncComponent(() => import('./components/AipDataTable.vue'));
 export { default as AipStatusTag } from './components/AipStatusTag.vue';
 export { default as AipEmptyState } from './components/AipEmptyState.vue';
-export { default as AipConfirmDialog } from './components/AipConfirmDialog.vue';
-export { default as AipChart } from './components/AipChart.vue';
+export const AipConfirmDialog = defineAsyncComponent(() => import('./components/AipConfirmDialog.vue'));
+export const AipChart = defineAsyncComponent(() => import('./components/AipChart.vue'));
 export type { EChartsOption } from './components/echarts.ts';
 export type { LocalizedText, WebContribution, WebContributionKind } from '../src/manifest.ts';

@@ -11,8 +11,23 @@ import { ApiError } from './errors.ts';
 export interface SessionUser {
   id: string;
   username: string;
+  displayName: string | null;
+  /** Global roles. */
   roles: string[];
+  /** Every permission held anywhere (globally or in a team). */
   permissions: string[];
+  teams: { id: string; name: string; roles: string[] }[];
+  /** Permissions per team id. */
+  teamPermissions: Record<string, string[]>;
+  defaultTeam: string | null;
+}
+
+interface MeResponse {
+  user: { id: string; username: string; displayName: string | null; roles: string[] };
+  teams: { id: string; name: string; roles: string[] }[];
+  permissions: string[];
+  teamPermissions: Record<string, string[]>;
+  defaultTeam: string | null;
 }
 
 interface TokenPair {
@@ -106,6 +121,19 @@ export const session = {
     await session.loadUser();
   },
 
+  /** Take over tokens from another way of signing in (single sign-on), then load the user. */
+  async adopt(pair: TokenPair): Promise<SessionUser> {
+    apply(pair);
+    return session.loadUser();
+  },
+
+  /** Finish single sign-on: trade the one-time code from `/login/sso?code=` for tokens (`POST /api/v1/auth/oidc/exchange`). */
+  async signInWithSsoCode(code: string): Promise<SessionUser> {
+    const res = await postJson('/api/v1/auth/oidc/exchange', { code });
+    if (!res.ok) throw await parseError(res);
+    return session.adopt((await res.json()) as TokenPair);
+  },
+
   /** Trade the refresh token for a new pair; one refresh at a time however many callers ask. */
   refresh(): Promise<void> {
     refreshing ??= (async () => {
@@ -132,12 +160,12 @@ export const session = {
     return state.accessToken!;
   },
 
-  /** Who is signed in and what they may do (`GET /api/v1/auth/me`). */
+  /** Who is signed in, their teams and what they may do (`GET /api/v1/me`). */
   async loadUser(): Promise<SessionUser> {
     const token = await session.accessToken();
     let res: Response;
     try {
-      res = await fetch(withBase('/api/v1/auth/me'), { headers: { authorization: `Bearer ${token}` } });
+      res = await fetch(withBase('/api/v1/me'), { headers: { authorization: `Bearer ${token}` } });
     } catch (error) {
       throw new ApiError(0, 'network', (error as Error).message);
     }
@@ -146,7 +174,17 @@ export const session = {
       throw await parseError(res);
     }
     if (!res.ok) throw await parseError(res);
-    state.user = (await res.json()) as SessionUser;
+    const me = (await res.json()) as MeResponse;
+    state.user = {
+      id: me.user.id,
+      username: me.user.username,
+      displayName: me.user.displayName,
+      roles: me.user.roles,
+      permissions: me.permissions,
+      teams: me.teams,
+      teamPermissions: me.teamPermissions,
+      defaultTeam: me.defaultTeam,
+    };
     return state.user;
   },
 
@@ -163,11 +201,13 @@ export const session = {
     return () => endListeners.delete(listener);
   },
 
-  /** Whether the signed-in user holds a permission (admins hold all). */
-  can(permission: string): boolean {
+  /** Whether the signed-in user holds a permission: anywhere, or (with `teamId`) for one team's objects. */
+  can(permission: string, teamId?: string): boolean {
     const user = state.user;
     if (!user) return false;
-    return user.roles.includes('admin') || user.permissions.includes(permission);
+    if (user.roles.includes('admin')) return true;
+    if (teamId === undefined) return user.permissions.includes(permission);
+    return (user.teamPermissions[teamId] ?? []).includes(permission);
   },
 };
 

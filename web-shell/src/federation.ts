@@ -19,6 +19,16 @@ export interface UiRemote {
 }
 
 const registered = new Map<string, string>();
+
+/**
+ * `npm run dev -- --plugin <id>` serves that plugin's remote from its own Vite dev server: its
+ * entry replaces the built one (development builds only).
+ */
+const devRemotes: Record<string, string> = import.meta.env.DEV && import.meta.env.VITE_AIPLAT_DEV_REMOTES ? JSON.parse(import.meta.env.VITE_AIPLAT_DEV_REMOTES as string) : {};
+
+function entryOf(remote: UiRemote): string {
+  return devRemotes[remote.pluginId] ?? remote.entry;
+}
 const loaded = new Map<string, Promise<UiPlugin>>();
 let appRef: App | undefined;
 let routerRef: Router | undefined;
@@ -30,14 +40,14 @@ export function attachFederation(app: App, router: Router): void {
 
 /** Register (or re-register, after an upgrade changed its entry) every remote with the runtime. */
 export function registerAll(remotes: UiRemote[]): void {
-  const changed = remotes.filter((r) => registered.get(r.name) !== r.entry);
+  const changed = remotes.filter((r) => registered.get(r.name) !== entryOf(r));
   if (changed.length === 0) return;
   registerRemotes(
-    changed.map((r) => ({ name: r.name, entry: r.entry, type: 'module' as const })),
+    changed.map((r) => ({ name: r.name, entry: entryOf(r), type: 'module' as const })),
     { force: true },
   );
   for (const r of changed) {
-    registered.set(r.name, r.entry);
+    registered.set(r.name, entryOf(r));
     loaded.delete(r.name);
   }
 }

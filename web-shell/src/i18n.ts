@@ -1,11 +1,22 @@
 import { createI18n } from 'vue-i18n';
 import { sdkMessages, SUPPORTED_LOCALES, type Locale } from '@aiplat/plugin-sdk/web';
 import shell from './locales/shell.ts';
-import plugins from './locales/plugins.ts';
-import operations from './locales/operations.ts';
 
-/** Every message file of the shell: `{ en, "zh-CN" }` with the same keys (a test checks it). */
-export const messageFiles = { shell, plugins, operations };
+/**
+ * The shell's message files, each `{ en, "zh-CN" }` with the same keys (a test checks it). `shell`
+ * (layout, sign-in, dashboard, navigation) is in every first load; the others are loaded with the
+ * pages that use them (a route's `meta.messages`), so their strings cost the dashboard nothing.
+ */
+export const messageFiles = { shell };
+
+const lazyMessageFiles = {
+  plugins: () => import('./locales/plugins.ts'),
+  operations: () => import('./locales/operations.ts'),
+  identity: () => import('./locales/identity.ts'),
+} satisfies Record<string, () => Promise<{ default: Record<Locale, Tree> }>>;
+
+export type MessageFile = keyof typeof lazyMessageFiles;
+const loadedFiles = new Map<MessageFile, Promise<void>>();
 
 type Tree = Record<string, unknown>;
 
@@ -47,3 +58,20 @@ export const i18n = createI18n({
   missingWarn: false,
   fallbackWarn: false,
 });
+
+/** Load message files (once) and merge them into every language. */
+export function loadMessages(...names: MessageFile[]): Promise<void> {
+  return Promise.all(
+    names.map((name) => {
+      let loading = loadedFiles.get(name);
+      if (!loading) {
+        loading = lazyMessageFiles[name]().then(({ default: file }) => {
+          for (const locale of SUPPORTED_LOCALES) i18n.global.mergeLocaleMessage(locale, file[locale] as Record<string, any>);
+        });
+        loading.catch(() => loadedFiles.delete(name));
+        loadedFiles.set(name, loading);
+      }
+      return loading;
+    }),
+  ).then(() => undefined);
+}

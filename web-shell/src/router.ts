@@ -5,9 +5,10 @@
 import { createRouter, createWebHistory, type RouteRecordRaw, type Router } from 'vue-router';
 import { bootInfo, session } from '@aiplat/plugin-sdk/web';
 import { useUi } from './stores/ui.ts';
+import { loadMessages, type MessageFile } from './i18n.ts';
 import ConsoleLayout from './layouts/ConsoleLayout.vue';
-import LoginView from './views/LoginView.vue';
 import DashboardView from './views/DashboardView.vue';
+import { identityRoutes } from './views/identity/routes.ts';
 
 declare module 'vue-router' {
   interface RouteMeta {
@@ -17,26 +18,31 @@ declare module 'vue-router' {
     permission?: string;
     /** Public pages (sign-in) need no session. */
     public?: boolean;
+    /** Message files the page needs, loaded before it shows. */
+    messages?: MessageFile[];
   }
 }
 
 const coreRoutes: RouteRecordRaw[] = [
-  { path: '/login', name: 'login', component: LoginView, meta: { public: true } },
+  { path: '/login', name: 'login', component: () => import('./views/LoginView.vue'), meta: { public: true } },
+  // Single sign-on lands here with a one-time code (core/src/auth/oidc.ts).
+  { path: '/login/sso', name: 'login-sso', component: () => import('./views/SsoCallbackView.vue'), meta: { public: true } },
   {
     path: '/',
     name: 'console',
     component: ConsoleLayout,
     children: [
       { path: '', name: 'dashboard', component: DashboardView, meta: { titleKey: 'dashboard.title' } },
-      { path: 'plugins', name: 'plugins', component: () => import('./views/PluginsView.vue'), meta: { titleKey: 'nav.plugins', permission: 'plugins:read' } },
+      { path: 'plugins', name: 'plugins', component: () => import('./views/PluginsView.vue'), meta: { titleKey: 'nav.plugins', permission: 'plugins:read', messages: ['plugins'] } },
       {
         path: 'plugins/:id',
         name: 'plugin-details',
         component: () => import('./views/PluginDetailsView.vue'),
         props: true,
-        meta: { titleKey: 'nav.plugins', permission: 'plugins:read' },
+        meta: { titleKey: 'nav.plugins', permission: 'plugins:read', messages: ['plugins'] },
       },
-      { path: 'operations', name: 'operations', component: () => import('./views/OperationsView.vue'), meta: { titleKey: 'nav.operations', permission: 'operations:read' } },
+      { path: 'operations', name: 'operations', component: () => import('./views/OperationsView.vue'), meta: { titleKey: 'nav.operations', permission: 'operations:read', messages: ['operations'] } },
+      ...identityRoutes,
       { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('./views/NotFoundView.vue') },
     ],
   },
@@ -75,6 +81,7 @@ export function createShellRouter(): Router {
   });
 
   router.beforeEach(async (to) => {
+    if (to.meta.messages?.length) await loadMessages(...to.meta.messages);
     if (to.meta.public) return true;
     if (!session.signedIn) return { name: 'login', query: to.fullPath !== '/' ? { redirect: to.fullPath } : {} };
     const ui = useUi();

@@ -10,3 +10,14 @@ export interface GreetingContext {
 
 /** Each tap receives the greeting so far and returns the greeting to use. */
 export const greetingHook = defineWaterfallHook<string, [GreetingContext]>('hello.greeting');
+
+/** The topic hello publishes each recorded greeting on (after it commits); stream clients need `greetings:read`. */
+export const GREETINGS_TOPIC = 'hello.greetings';
+
+/** The payload of a {@link GREETINGS_TOPIC} event. */
+export interface GreetingEvent {
+  name: string;
+  greeting: string;
+  /** How many times this name has been greeted, this greeting included. */
+  count: number;
+}

@@ -1,11 +1,22 @@
-import { definePlugin, json, type Knex, type PluginContext } from '@aiplat/plugin-sdk';
-import { greetingHook } from '../api/index.js';
+import { coreServices, definePlugin, json, type Knex, type PluginContext } from '@aiplat/plugin-sdk';
+import { greetingHook, GREETINGS_TOPIC, type GreetingEvent } from '../api/index.js';
+import { greetingStats, listGreetings, listQuerySchema, type ListQuery } from './greetings.js';
 
 export interface HelloConfig {
   greetingWord: string;
 }
 
 const nameSchema = { type: 'string', minLength: 1, maxLength: 64 } as const;
+
+const greetingSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    count: { type: 'integer' },
+    lastGreeting: { type: 'string' },
+    updatedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
 
 /** The greeting, passed through every tap of `hello.greeting` (hello-shout upper-cases it). */
 function greet(plugin: PluginContext, name: string): Promise<string> {
@@ -26,6 +37,16 @@ export default definePlugin<HelloConfig>({
             t.integer('count').notNullable().defaultTo(0);
             t.text('last_greeting').notNullable();
             t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(db.fn.now());
+          });
+        },
+      },
+      {
+        // GET /greetings pages by (sort key, name): keep both sorts on an index.
+        name: '0002_list_indexes',
+        async up(db: Knex) {
+          await db.schema.alterTable('p_hello_counters', (t) => {
+            t.index(['updated_at', 'name'], 'p_hello_counters_updated_at_name');
+            t.index(['count', 'name'], 'p_hello_counters_count_name');
           });
         },
       },
@@ -61,8 +82,37 @@ export default definePlugin<HelloConfig>({
           .onConflict('name')
           .merge({ count: ctx.db.raw('p_hello_counters.count + 1'), last_greeting: greeting, updated_at: ctx.db.fn.now() })
           .returning('count')) as { count: number }[];
-        return { greeting, count: Number(row!.count) };
+        const event: GreetingEvent = { name: ctx.body.name, greeting, count: Number(row!.count) };
+        // Published only once the count is durable; stream clients holding greetings:read see it.
+        ctx.afterCommit(() => ctx.plugin.service(coreServices.events).publish(GREETINGS_TOPIC, event, { permission: 'greetings:read' }));
+        return { greeting, count: event.count };
       },
+    });
+
+    env.route({
+      method: 'GET',
+      path: '/greetings',
+      summary: 'The names greeted so far, with their counts',
+      permission: 'greetings:read',
+      query: listQuerySchema,
+      responses: {
+        200: {
+          description: 'A page of greeted names',
+          schema: { type: 'object', properties: { items: { type: 'array', items: greetingSchema }, nextCursor: { type: ['string', 'null'] } } },
+        },
+      },
+      handler: (ctx) => listGreetings(ctx.db, ctx.query as ListQuery),
+    });
+
+    env.route({
+      method: 'GET',
+      path: '/stats',
+      summary: 'How many names were greeted, and how many greetings in all',
+      permission: 'greetings:read',
+      responses: {
+        200: { description: 'Totals', schema: { type: 'object', properties: { names: { type: 'integer' }, greetings: { type: 'integer' } } } },
+      },
+      handler: (ctx) => greetingStats(ctx.db),
     });
   },
 });

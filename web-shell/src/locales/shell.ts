@@ -1,6 +1,19 @@
 // The shell's own strings: layout, sign-in, dashboard, errors around plugin panels.
 export default {
   en: {
+    identity: {
+      nav: {
+        users: 'Users',
+        roles: 'Roles & permissions',
+        teams: 'Teams',
+        audit: 'Audit log',
+        tokens: 'API tokens',
+      },
+      menu: {
+        tokens: 'API tokens',
+        password: 'Change password',
+      },
+    },
     app: { name: 'aiplat', tagline: 'The platform for the whole life of your models' },
     nav: {
       dashboard: 'Dashboard',
@@ -42,6 +55,20 @@ export default {
       submit: 'Sign in',
       failed: 'Sign-in failed',
       expired: 'Your session ended. Sign in again.',
+      or: 'or',
+      sso: 'Sign in with {label}',
+      ssoSigningIn: 'Finishing single sign-on…',
+      ssoFailed: 'Single sign-on failed',
+      ssoBack: 'Back to sign-in',
+      ssoErrors: {
+        denied: 'The sign-in was cancelled at the identity provider.',
+        idp_error: 'The identity provider reported an error. Try again, or ask your administrator.',
+        state: 'The sign-in expired or was started in another browser. Start it again.',
+        failed: 'The sign-in could not be completed with the identity provider. Try again, or ask your administrator.',
+        disabled: 'Your account is disabled. Ask an administrator to enable it.',
+        unavailable: 'The identity provider cannot be reached right now. Try again later, or sign in with a password.',
+        unknown: 'Single sign-on did not complete. Try again.',
+      },
     },
     dashboard: {
       title: 'Dashboard',
@@ -80,6 +107,19 @@ export default {
     forbidden: { title: 'No access', hint: 'Your roles do not include the permission this page needs ({permission}).' },
   },
   'zh-CN': {
+    identity: {
+      nav: {
+        users: '用户管理',
+        roles: '角色与权限',
+        teams: '团队管理',
+        audit: '审计日志',
+        tokens: 'API 令牌',
+      },
+      menu: {
+        tokens: 'API 令牌',
+        password: '修改密码',
+      },
+    },
     app: { name: 'aiplat', tagline: '覆盖模型全生命周期的平台' },
     nav: {
       dashboard: '仪表盘',
@@ -121,6 +161,20 @@ export default {
       submit: '登录',
       failed: '登录失败',
       expired: '会话已结束，请重新登录。',
+      or: '或',
+      sso: '使用 {label} 登录',
+      ssoSigningIn: '正在完成单点登录…',
+      ssoFailed: '单点登录失败',
+      ssoBack: '返回登录',
+      ssoErrors: {
+        denied: '已在身份提供方处取消登录。',
+        idp_error: '身份提供方返回了错误。请重试，或联系管理员。',
+        state: '登录已过期，或是在其他浏览器中发起的。请重新开始。',
+        failed: '无法与身份提供方完成登录。请重试，或联系管理员。',
+        disabled: '您的账户已被停用。请联系管理员启用。',
+        unavailable: '暂时无法连接身份提供方。请稍后重试，或使用密码登录。',
+        unknown: '单点登录未完成，请重试。',
+      },
     },
     dashboard: {
       title: '仪表盘',
