@@ -89,17 +89,27 @@ describe('route × role matrix', () => {
     expect(failures).toEqual([]);
   });
 
-  it('answers 403 to a role without the permission and lets a role with it through', async () => {
+  it('answers 403 to a role without the permission (audited as denied) and lets a role with it through', async () => {
     const failures: string[] = [];
+    const deniedRequests = new Map<string, string>();
     for (const op of ops.filter((o) => o.auth.permission)) {
       const denied = await call(nobody, op);
       if (denied.status !== 403) failures.push(`${op.method} ${op.path} without ${op.auth.permission} → ${denied.status}`);
       else if (denied.body.error.details?.permission !== op.auth.permission) failures.push(`${op.method} ${op.path}: 403 does not name ${op.auth.permission}`);
+      else deniedRequests.set(denied.headers.get('x-request-id')!, `${op.method} ${op.path}`);
       const allowed = await call(holders.get(op.auth.permission!)!, op);
       if (allowed.status === 401 || allowed.status === 403) failures.push(`${op.method} ${op.path} with ${op.auth.permission} → ${allowed.status} ${allowed.text.slice(0, 120)}`);
       if (allowed.status >= 500) failures.push(`${op.method} ${op.path} with ${op.auth.permission} → ${allowed.status} ${allowed.text.slice(0, 120)}`);
     }
     expect(failures).toEqual([]);
+    // Every refusal left a "denied" row naming the caller.
+    const rows = (await core.core.database
+      .knex('audit_log')
+      .whereIn('request_id', [...deniedRequests.keys()])
+      .select('request_id', 'outcome', 'actor_name', 'status')) as { request_id: string; outcome: string; actor_name: string; status: number }[];
+    const audited = new Map(rows.map((r) => [r.request_id, r]));
+    const missing = [...deniedRequests].filter(([id]) => audited.get(id)?.outcome !== 'denied' || audited.get(id)?.actor_name !== 'nobody' || audited.get(id)?.status !== 403);
+    expect(missing.map(([, route]) => route)).toEqual([]);
   }, 120_000);
 
   it('checks custom-auth routes with their own credentials: none or wrong → 401', async () => {
