@@ -41,6 +41,7 @@ interface SharedItem {
   requiredVersion: string;
   version?: string;
   import?: false;
+  eager?: boolean;
 }
 
 /**
@@ -49,22 +50,23 @@ interface SharedItem {
  */
 export function sharedLibraries(role: 'host' | 'remote'): Record<string, SharedItem> {
   const caret = (pkg: string) => `^${installedVersion(pkg)}`;
-  const item = (requiredVersion: string, version?: string): SharedItem => ({
+  const item = (requiredVersion: string, version?: string, eager = false): SharedItem => ({
     singleton: true,
     requiredVersion,
     ...(version ? { version } : {}),
     ...(role === 'remote' ? { import: false as const } : {}),
+    // The libraries every page needs come with the shell's first chunk rather than one after
+    // another on demand (each lazy shared module is a round trip before the next can start).
+    ...(role === 'host' && eager ? { eager: true } : {}),
   });
   const ep = elementPlusEntries();
   const shared: Record<string, SharedItem> = {
-    vue: item(caret('vue')),
-    'vue-router': item(caret('vue-router')),
-    pinia: item(caret('pinia')),
-    'vue-i18n': item(caret('vue-i18n')),
-    [SDK_WEB]: item(`^${installedVersion('@aiplat/plugin-sdk')}`, installedVersion('@aiplat/plugin-sdk')),
+    vue: item(caret('vue'), undefined, true),
+    'vue-router': item(caret('vue-router'), undefined, true),
+    pinia: item(caret('pinia'), undefined, true),
+    'vue-i18n': item(caret('vue-i18n'), undefined, true),
+    [SDK_WEB]: item(`^${installedVersion('@aiplat/plugin-sdk')}`, installedVersion('@aiplat/plugin-sdk'), true),
   };
-  // The shell provides every component entry (each its own lazily loaded chunk); a remote declares
-  // the prefix, which shares exactly the entries it imports.
   // The shell provides every component entry (each its own lazily loaded chunk); a remote declares
   // the prefix, which shares exactly the entries it imports.
   if (role === 'host') for (const entry of ep.entries) shared[entry] = item(`~${ep.version}`, ep.version);

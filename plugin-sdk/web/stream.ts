@@ -91,12 +91,25 @@ class StreamClient {
     if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
   }
 
+  private connecting = false;
+
   private ensureOpen(): void {
-    if (this.socket || this.timer || this.topics.size === 0 || !session.signedIn) return;
+    if (this.socket || this.timer || this.connecting || this.topics.size === 0 || !session.signedIn) return;
     void this.connect();
   }
 
   private async connect(): Promise<void> {
+    // One connection attempt at a time: subscriptions made while the ticket is on its way join it.
+    if (this.connecting) return;
+    this.connecting = true;
+    try {
+      await this.open();
+    } finally {
+      this.connecting = false;
+    }
+  }
+
+  private async open(): Promise<void> {
     this.setStatus(this.attempt === 0 ? 'connecting' : 'reconnecting');
     let ticket: string;
     try {

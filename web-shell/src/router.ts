@@ -81,10 +81,15 @@ export function createShellRouter(): Router {
   });
 
   router.beforeEach(async (to) => {
-    if (to.meta.messages?.length) await loadMessages(...to.meta.messages);
-    if (to.meta.public) return true;
+    const messages = to.meta.messages?.length ? loadMessages(...to.meta.messages) : undefined;
+    if (to.meta.public) {
+      await messages;
+      return true;
+    }
     if (!session.signedIn) return { name: 'login', query: to.fullPath !== '/' ? { redirect: to.fullPath } : {} };
     const ui = useUi();
+    // Who the user is, what the plugins contribute and the page's strings: asked for together.
+    const remotes = ui.loaded ? undefined : ui.load();
     if (!session.state.user) {
       try {
         await session.loadUser();
@@ -92,8 +97,9 @@ export function createShellRouter(): Router {
         return { name: 'login', query: { redirect: to.fullPath } };
       }
     }
-    if (!ui.loaded) {
-      await ui.load();
+    await messages;
+    if (remotes) {
+      await remotes;
       syncPluginRoutes(router);
       ui.follow();
       // The plugin routes exist now: resolve the address again.

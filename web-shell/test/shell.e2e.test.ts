@@ -283,6 +283,12 @@ describe('web shell in Chromium', () => {
   });
 
   step('signs in and shows the dashboard with the core widgets and the navigation', async () => {
+    // Several widgets subscribe to the stream at once: they must share one connection (one ticket).
+    const tickets: string[] = [];
+    const countTickets = (request: { url(): string }) => {
+      if (request.url().endsWith('/api/v1/stream/ticket')) tickets.push(request.url());
+    };
+    page.on('request', countTickets);
     await signIn(page);
     await page.waitForURL(`${core.url}/`);
     await page.locator(sel.nav).waitFor();
@@ -293,6 +299,9 @@ describe('web shell in Chromium', () => {
     await page.locator(sel.systemWidget).waitFor();
     await page.locator('[data-test=plugins-widget]').waitFor();
     expect(await page.locator(`${sel.helloWidget} ${sel.anyRemoteError}`).count()).toBe(0);
+    await page.locator('[data-test=stream-status].console__live--open').waitFor();
+    page.off('request', countTickets);
+    expect(tickets).toHaveLength(1);
   });
 
   step('opens the hello page from the navigation; submitting shows the greeting and a count that goes up', async () => {
