@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { Principal } from '@aiplat/plugin-sdk';
 
@@ -20,11 +20,16 @@ export class TokenService {
   private readonly cache = new Map<string, { principal: Principal; exp: number }>();
   private readonly maxCache = 10_000;
 
+  /** The key imported once (jose would import raw bytes again on every call). */
+  private readonly keyObject: KeyObject;
+
   constructor(
-    private readonly key: Uint8Array,
+    key: Uint8Array,
     readonly accessTtlSeconds: number,
     private readonly makePrincipal?: (user: { id: string; username: string }) => Principal,
-  ) {}
+  ) {
+    this.keyObject = createSecretKey(key);
+  }
 
   async signAccess(user: { id: string; username: string; roles: string[] }): Promise<string> {
     return new SignJWT({ name: user.username, roles: user.roles })
@@ -35,7 +40,7 @@ export class TokenService {
       .setIssuedAt()
       .setJti(randomBytes(9).toString('base64url'))
       .setExpirationTime(`${this.accessTtlSeconds}s`)
-      .sign(this.key);
+      .sign(this.keyObject);
   }
 
   /** The principal of a token verified earlier and not yet expired, synchronously. */
@@ -53,7 +58,7 @@ export class TokenService {
       this.cache.delete(token);
     }
     try {
-      const { payload } = await jwtVerify(token, this.key, { issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'] });
+      const { payload } = await jwtVerify(token, this.keyObject, { issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'] });
       const user = { id: String(payload.sub), username: String(payload.name) };
       const principal: Principal = this.makePrincipal
         ? this.makePrincipal(user)
