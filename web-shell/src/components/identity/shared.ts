@@ -3,6 +3,7 @@
  * the role and permission catalogs, date formatting, and server errors in the shell's language.
  */
 import { computed, ref, type Directive, type Ref } from 'vue';
+import type { FormInstance } from 'element-plus';
 import { useI18n } from 'vue-i18n';
 import { coreApi, isApiError, session, useErrorMessage, useLocale, type LocalizedText, type Page } from '@aiplat/plugin-sdk/web';
 
@@ -302,3 +303,28 @@ export const vRowTest: Directive<HTMLElement, string> = {
 
 /** A deleted user's username carries a `~deleted~<random>` suffix: show the name it had. */
 export const displayUsername = (username: string) => username.replace(/~deleted~[0-9a-f]+$/, '');
+
+/**
+ * The submit of a dialog's form: validate, show progress, run the action, close the dialog when it
+ * succeeds, or show why it failed (translated by error code) above the form. One submit at a time.
+ */
+export function useFormSubmit(formRef: Ref<FormInstance | undefined>, open: Ref<boolean>) {
+  const identityError = useIdentityError();
+  const busy = ref(false);
+  const error = ref<string>();
+  async function run(action: () => Promise<unknown>): Promise<void> {
+    if (busy.value) return;
+    if (!(await formRef.value?.validate().catch(() => false))) return;
+    busy.value = true;
+    error.value = undefined;
+    try {
+      await action();
+      open.value = false;
+    } catch (e) {
+      error.value = identityError(e);
+    } finally {
+      busy.value = false;
+    }
+  }
+  return { busy, error, run };
+}
