@@ -28,12 +28,11 @@
  * Exits 0 when every run loaded the dashboard and every page it opened, whether or not the goals are
  * met; exits 1 when the build, the core, the browser or a page load fails.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { chromium, type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Request } from 'playwright-core';
 import {
   ADMIN_PASSWORD,
   REPO_ROOT,
@@ -52,10 +51,9 @@ import {
   writeResult,
   type NodeChild,
 } from './lib.js';
+import { buildUiIfStale, launchChromium } from '../web-shell/test/browser.js';
 
 const GOALS = { dashboardJsGzipBytes: 250_000, largestChunkBytes: 500_000, lcpMs: 1000 };
-const CHROMIUM = process.env.AIPLAT_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const IDLE_MS = 500;
 const SHELL_ASSETS = path.join(REPO_ROOT, 'web-shell', 'dist', 'assets');
 
@@ -398,10 +396,7 @@ function medianTotals(samples: Totals[]): Totals {
 
 async function main(): Promise<void> {
   const options = parseOptions();
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not at ${CHROMIUM}: run scripts/provision-chromium.sh, or set AIPLAT_CHROMIUM`);
-  const build = spawnSync(process.execPath, [path.join(REPO_ROOT, 'scripts', 'build-ui.mjs'), '--if-stale'], { cwd: REPO_ROOT, stdio: 'inherit' });
-  if (build.status !== 0) throw new Error('node scripts/build-ui.mjs --if-stale failed');
-  if (!existsSync(path.join(REPO_ROOT, 'web-shell', 'dist', 'index.html'))) throw new Error('web-shell/dist/index.html is missing after the build');
+  buildUiIfStale({ echo: true });
 
   const dataDir = makeTempDataDir('shell');
   let proc: NodeChild | undefined;
@@ -414,7 +409,7 @@ async function main(): Promise<void> {
       coreEnv({ port, dataDir, pluginDirs: path.join(REPO_ROOT, 'examples'), logLevel: options.logLevel }, { AIPLAT_ACCESS_TOKEN_TTL: '86400' }),
     );
     await waitFor200(`${base}/api/v1/health`, proc);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    browser = await launchChromium();
     const session = await signInOnce(browser, base);
     const { targets, remotes } = await pageTargets(base, (JSON.parse(session) as { accessToken: string }).accessToken);
 

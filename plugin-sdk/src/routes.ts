@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import type { JsonSchema } from './manifest.js';
 import type { Logger } from './services.js';
 import type { PluginContext } from './plugin.js';
+import type { AuditOutcome } from './audit.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -132,8 +133,7 @@ export interface RouteContext<TBody = unknown, TQuery = Record<string, unknown>,
   takeOver(): void;
 }
 
-/** How an audited action ended. `denied`: refused for lack of credentials or permission. */
-export type AuditOutcome = 'success' | 'denied' | 'failure' | 'error';
+export type { AuditActorType, AuditOutcome, AuditRecord, ChainedAuditRecord } from './audit.js';
 
 /** What an audit row is about: `{ type: 'plugin', id: 'hello' }`, `{ type: 'user', id }`. */
 export interface AuditResource {

@@ -28,3 +28,4 @@ export const AipConfirmDialog = defineAsyncComponent(() => import('./components/
 export const AipChart = defineAsyncComponent(() => import('./components/AipChart.vue'));
 export type { EChartsOption } from './components/echarts.ts';
 export type { LocalizedText, WebContribution, WebContributionKind } from '../src/manifest.ts';
+export type { AuditActorType, AuditOutcome, AuditRecord, ChainedAuditRecord } from '../src/audit.ts';

@@ -5,16 +5,10 @@
  * page shows the permission matrix, the audit log lists what happened. Debian's Chromium through
  * playwright-core; the UI is built when stale.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startTestCore, TEST_ADMIN_PASSWORD, type TestCore } from '@aiplat/testing';
-
-const ROOT = path.resolve(import.meta.dirname, '..', '..');
-const CHROMIUM = process.env.AIPLAT_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+import { buildUiIfStale, launchChromium } from './browser.js';
 
 describe('identity pages in Chromium', () => {
   let core: TestCore;
@@ -31,10 +25,8 @@ describe('identity pages in Chromium', () => {
   }
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not at ${CHROMIUM}: run scripts/provision-chromium.sh, or set AIPLAT_CHROMIUM`);
-    const build = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-ui.mjs'), '--if-stale'], { cwd: ROOT, encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`node scripts/build-ui.mjs --if-stale failed:\n${build.stdout}\n${build.stderr}`);
-    [core, browser] = await Promise.all([startTestCore({ plugins: ['examples'] }), chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true })]);
+    buildUiIfStale();
+    [core, browser] = await Promise.all([startTestCore({ plugins: ['examples'] }), launchChromium()]);
     const context = await browser.newContext({ locale: 'en-US', viewport: { width: 1280, height: 800 } });
     context.setDefaultTimeout(10_000);
     page = await context.newPage();

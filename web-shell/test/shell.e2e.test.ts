@@ -10,21 +10,19 @@
  * remote promise (all of them in `sel` below); expected strings come from the locale files. When a
  * test fails, every open page is captured; the screenshots' folder is printed in the failure message.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { startTestCore, TEST_ADMIN_PASSWORD, type TestCore } from '@aiplat/testing';
 import { sdkMessages } from '../../plugin-sdk/web/messages.js';
 import shellMessages from '../src/locales/shell.js';
 import helloEn from '../../examples/hello/web/src/locales/en.js';
 import helloZh from '../../examples/hello/web/src/locales/zh-CN.js';
+import { buildUiIfStale, launchChromium } from './browser.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
-const CHROMIUM = process.env.AIPLAT_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const FIXTURE_PLUGINS = path.join(ROOT, 'web-shell', 'test', 'fixtures', 'plugins');
 const BASE_PATH = '/aiplat';
 
@@ -241,12 +239,8 @@ const WRONG_PASSWORD_TEST = 'redirects to the sign-in page and refuses a wrong p
 
 describe('web shell in Chromium', () => {
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is not at ${CHROMIUM}: run scripts/provision-chromium.sh (apt-get install -y chromium), or set AIPLAT_CHROMIUM`);
-    }
     // `npm test` built the UI already; run alone, build whatever is stale (quick when nothing is).
-    const build = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-ui.mjs'), '--if-stale'], { cwd: ROOT, encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`node scripts/build-ui.mjs --if-stale failed:\n${build.stdout}\n${build.stderr}`);
+    buildUiIfStale();
     for (const file of ['web-shell/dist/index.html', 'examples/hello/web/dist/remoteEntry.js']) {
       if (!existsSync(path.join(ROOT, file))) throw new Error(`${file} is missing after building the UI`);
     }
@@ -254,7 +248,7 @@ describe('web shell in Chromium', () => {
     const [main, based, launched] = await Promise.allSettled([
       startTestCore({ plugins: ['examples', FIXTURE_PLUGINS] }),
       startTestCore({ plugins: ['examples'], config: { publicUrl: `http://127.0.0.1${BASE_PATH}` } }),
-      chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true }),
+      launchChromium(),
     ]);
     if (main.status === 'fulfilled') core = main.value;
     if (based.status === 'fulfilled') baseCore = based.value;

@@ -7,19 +7,14 @@
  *
  * Debian's Chromium (playwright-core, never a downloaded browser); the UI is built when stale.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startTestCore, type TestCore } from '@aiplat/testing';
 import { readOidcConfig } from '../../core/src/config/oidc-config.js';
 import { startTestIdp, type TestIdp } from '../../core/test/helpers/oidc-idp.js';
 import shellMessages from '../src/locales/shell.js';
+import { buildUiIfStale, launchChromium } from './browser.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..', '..');
-const CHROMIUM = process.env.AIPLAT_CHROMIUM ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const en = shellMessages.en;
 
 describe('single sign-on in Chromium', () => {
@@ -30,11 +25,7 @@ describe('single sign-on in Chromium', () => {
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is not at ${CHROMIUM}: run scripts/provision-chromium.sh (apt-get install -y chromium), or set AIPLAT_CHROMIUM`);
-    }
-    const build = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-ui.mjs'), '--if-stale'], { cwd: ROOT, encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`node scripts/build-ui.mjs --if-stale failed:\n${build.stdout}\n${build.stderr}`);
+    buildUiIfStale();
     idp = await startTestIdp();
     const { config: oidc, problems } = readOidcConfig(
       {
@@ -50,7 +41,7 @@ describe('single sign-on in Chromium', () => {
     expect(problems).toEqual([]);
     [core, browser] = await Promise.all([
       startTestCore({ config: { oidc } }),
-      chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true }),
+      launchChromium(),
     ]);
     idp.register(`${core.url}/api/v1/auth/oidc/callback`);
     idp.accounts.set('carol', { preferred_username: 'carol.sso', name: 'Carol', email: 'carol@example.com', groups: ['platform'] });

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { AuditActorType, AuditOutcome, AuditRecord } from '@aiplat/plugin-sdk';
 
 /**
  * The audit log's hash chain (docs/audit.md). Every row carries `prevHash`, the hash of the row
@@ -16,32 +17,10 @@ import type { Knex } from 'knex';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
-export type AuditActorType = 'user' | 'token' | 'plugin' | 'system' | 'anonymous';
-export type AuditOutcome = 'success' | 'denied' | 'failure' | 'error';
+export type { AuditActorType, AuditOutcome, AuditRecord };
 
 export const ACTOR_TYPES: readonly AuditActorType[] = ['user', 'token', 'plugin', 'system', 'anonymous'];
 export const OUTCOMES: readonly AuditOutcome[] = ['success', 'denied', 'failure', 'error'];
-
-/** One audit row as the API shows and the chain hashes it (plus `hash`). */
-export interface AuditRecord {
-  id: number;
-  /** ISO 8601, UTC, milliseconds: `2026-05-01T12:00:00.000Z`. */
-  at: string;
-  actorType: AuditActorType;
-  actorId: string | null;
-  actorName: string | null;
-  action: string;
-  resourceType: string | null;
-  resourceId: string | null;
-  teamId: string | null;
-  plugin: string | null;
-  requestId: string | null;
-  clientIp: string | null;
-  outcome: AuditOutcome;
-  status: number | null;
-  details: unknown;
-  prevHash: string;
-}
 
 export interface ChainedRecord extends AuditRecord {
   hash: string;

@@ -412,6 +412,11 @@ export class Kernel {
     return this.plugins.has(id);
   }
 
+  /** The folder a discovered plugin was loaded from (undefined for an unknown id). */
+  dirOf(id: string): string | undefined {
+    return this.plugins.get(id)?.found.dir;
+  }
+
   private get(id: string): PluginRecord {
     const record = this.plugins.get(id);
     if (!record) throw new AiplatError('plugin_not_found', `No plugin "${id}" is installed`, { id });

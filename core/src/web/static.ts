@@ -40,11 +40,12 @@ function markRoute(ctx: Ctx, route: string): void {
 
 /** The folder a plugin's built remote lives in, or undefined when it has no UI or is not enabled. */
 export function remoteDir(kernel: Kernel, id: string): string | undefined {
-  if (!PLUGIN_ID.test(id) || !kernel.has(id)) return undefined;
-  const status = kernel.status(id);
+  // Asked for every file of a remote: map lookups only (kernel.status would list dependents).
+  if (!PLUGIN_ID.test(id) || !kernel.has(id) || !kernel.isActive(id)) return undefined;
   const manifest = kernel.manifestOf(id);
-  if (status.state !== 'enabled' || !manifest?.web) return undefined;
-  return path.dirname(path.resolve(status.source, manifest.web.remoteEntry));
+  const dir = kernel.dirOf(id);
+  if (!manifest?.web || !dir) return undefined;
+  return path.dirname(path.resolve(dir, manifest.web.remoteEntry));
 }
 
 async function sendFile(ctx: Ctx, root: string, file: string, immutable: boolean): Promise<boolean> {

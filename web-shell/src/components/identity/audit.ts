@@ -2,31 +2,14 @@
  * The audit log API (core/src/audit/routes.ts): rows, filters, the export download (which needs the
  * bearer token, so it is fetched and saved as a Blob, not followed as a link) and chain verification.
  */
-import { ApiError, session, withBase, type Query } from '@aiplat/plugin-sdk/web';
+import { ApiError, session, withBase, type AuditActorType, type AuditOutcome, type ChainedAuditRecord, type Query } from '@aiplat/plugin-sdk/web';
 
-export const ACTOR_TYPES = ['user', 'token', 'plugin', 'system', 'anonymous'] as const;
-export const OUTCOMES = ['success', 'denied', 'failure', 'error'] as const;
-export type AuditOutcome = (typeof OUTCOMES)[number];
+export const ACTOR_TYPES = ['user', 'token', 'plugin', 'system', 'anonymous'] as const satisfies readonly AuditActorType[];
+export const OUTCOMES = ['success', 'denied', 'failure', 'error'] as const satisfies readonly AuditOutcome[];
+export type { AuditOutcome };
 
-export interface AuditRecord {
-  id: number;
-  at: string;
-  actorType: (typeof ACTOR_TYPES)[number];
-  actorId: string | null;
-  actorName: string | null;
-  action: string;
-  resourceType: string | null;
-  resourceId: string | null;
-  teamId: string | null;
-  plugin: string | null;
-  requestId: string | null;
-  clientIp: string | null;
-  outcome: AuditOutcome;
-  status: number | null;
-  details: unknown;
-  prevHash: string;
-  hash: string;
-}
+/** A row as the audit API lists it (the SDK's contract, with its hash). */
+export type AuditRecord = ChainedAuditRecord;
 
 export interface VerifyResult {
   ok: boolean;

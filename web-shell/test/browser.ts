@@ -1,0 +1,31 @@
+/**
+ * What every browser test and `npm run bench:shell` need before they start: the UI built (whatever
+ * is stale; quick when nothing is) and Debian's Chromium launched headless through playwright-core
+ * (never a downloaded browser; AIPLAT_CHROMIUM names another one).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const CHROMIUM = process.env.AIPLAT_CHROMIUM ?? '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+/** Build the shell and the plugin remotes that changed (`npm test` did already; a test run alone may not have). */
+export function buildUiIfStale(options: { echo?: boolean } = {}): void {
+  const build = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'build-ui.mjs'), '--if-stale'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: options.echo ? 'inherit' : 'pipe',
+  });
+  if (build.status !== 0) throw new Error(`node scripts/build-ui.mjs --if-stale failed:\n${build.stdout ?? ''}\n${build.stderr ?? ''}`);
+  if (!existsSync(path.join(ROOT, 'web-shell', 'dist', 'index.html'))) throw new Error('web-shell/dist/index.html is missing after building the UI');
+}
+
+export function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is not at ${CHROMIUM}: run scripts/provision-chromium.sh (apt-get install -y chromium), or set AIPLAT_CHROMIUM`);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+}
