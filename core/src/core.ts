@@ -47,6 +47,8 @@ import { createEventHub, StreamServer, StreamTickets, streamRoutes, type EventHu
 import type { EventBus } from '@aiplat/plugin-sdk';
 import { createStorage, type Storage } from './storage/storage.js';
 import type { Redis } from 'ioredis';
+import { SchedulerRuntime } from './scheduler/runtime.js';
+import { schedulerRoutes } from './scheduler/routes.js';
 
 export const CORE_VERSION: string = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -66,6 +68,8 @@ export interface RunningCore {
   operations: OperationsService;
   /** Blob storage; itself the core's namespace (`core/`), `forPlugin(id)` a plugin's. */
   storage: Storage;
+  /** The scheduler, the GPU ledger's nodes and this core's agent (core/src/scheduler/). */
+  scheduler: SchedulerRuntime;
   /** Set when the admin was created with a generated password (printed once). */
   generatedAdminPassword?: string;
   stop(): Promise<void>;
@@ -132,6 +136,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
   let redis: Redis | undefined;
   let runningOperations: OperationsService | undefined;
   let hub: EventHub | undefined;
+  let scheduler: SchedulerRuntime | undefined;
   try {
     if (config.redisUrl) redis = await connectRedis(config.redisUrl, logger);
     database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, logger });
@@ -163,6 +168,28 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     const kernelHolder: { current?: Kernel } = {};
     const hooks = new KernelHooks((owner) => kernelHolder.current?.isActive(owner) ?? owner === 'core');
     for (const hook of Object.values(coreHooks)) hooks.declareHook(hook, 'core');
+
+    // [scheduler] Declares its hooks and extension points before plugins register against them.
+    const instanceId = dataDirInstanceId(config.dataDir);
+    const schedulerRuntime = new SchedulerRuntime({
+      db,
+      kind: database.kind,
+      events,
+      hooks,
+      logger,
+      instanceId,
+      dataDir: config.dataDir,
+      nodeId: config.nodeId,
+      strategy: config.schedulerStrategy,
+      preemption: config.schedulerPreemption,
+      timeZone: config.quotaTimeZone,
+      stopGrace: config.stopGrace,
+      simulatedGpus: config.simulatedGpus,
+      simulatedNodes: config.simulatedNodes,
+      canInTeam: (principal, permission, team) => identity.canInTeam(principal, permission, team),
+      teamExists: (team) => identity.teamExists(team),
+    });
+    scheduler = schedulerRuntime;
 
     const platform: PlatformInfo = {
       version: CORE_VERSION,
@@ -223,6 +250,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         [coreServices.operations.id]: operations.forOwner(pluginId),
         [coreServices.events.id]: eventHub.bus(pluginId),
         [coreServices.audit.id]: auditService.forPlugin(pluginId),
+        [coreServices.workloads.id]: schedulerRuntime.service(pluginId),
       }),
       // Every plugin state change after boot goes out on the `plugins` topic; a stopped plugin's subscriptions end.
       onStateChange: (status) => {
@@ -328,6 +356,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       ...pluginSettingsRoutes(kernel, secretSettings),
       ...auditService.routes(),
       ...operationRoutes(operations, identity.can),
+      ...schedulerRoutes(schedulerRuntime, config.quotaTimeZone),
       ...streamRoutes(tickets),
       ...uiRoutes(kernel, identity.can, basePath(config)),
     ];
@@ -377,6 +406,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     logger.flush();
 
     await auditService.start();
+    await schedulerRuntime.start();
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
@@ -388,6 +418,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
         server.closeAllConnections();
         await operations.stop();
+        await schedulerRuntime.stop();
         auditService.beginShutdown();
         await kernel.stopAll();
         await auditService.stop();
@@ -399,9 +430,10 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         logger.flush();
       })());
 
-    return { url, port, config, database, kernel, auth, logger, storage, events, operations, generatedAdminPassword: bootstrap.generatedPassword, stop };
+    return { url, port, config, database, kernel, auth, logger, storage, events, operations, scheduler: schedulerRuntime, generatedAdminPassword: bootstrap.generatedPassword, stop };
   } catch (error) {
     await runningOperations?.stop().catch(() => undefined);
+    await scheduler?.stop().catch(() => undefined);
     await hub?.close().catch(() => undefined);
     await database?.close().catch(() => undefined);
     redis?.disconnect();

@@ -12,4 +12,5 @@ export * from './events.js';
 export * from './storage.js';
 export * from './operations.js';
 export * from './teams.js';
+export * from './workloads.js';
 export type { Knex } from 'knex';

@@ -4,6 +4,7 @@ import type { EventBus } from './events.js';
 import type { BlobStore } from './storage.js';
 import type { Operations } from './operations.js';
 import type { AuditOptions } from './routes.js';
+import type { WorkloadsService } from './workloads.js';
 
 /**
  * A typed reference to a service. Services are looked up by id, never by object identity,
@@ -55,6 +56,8 @@ export const coreServices = {
   operations: createServiceRef<Operations>({ id: 'core.operations' }),
   /** Audit rows for work outside a request (inside one, use `ctx.audit`). */
   audit: createServiceRef<AuditLog>({ id: 'core.audit' }),
+  /** Submit, read and cancel GPU workloads (the scheduler). */
+  workloads: createServiceRef<WorkloadsService>({ id: 'core.workloads' }),
 } as const;
 
 /**

@@ -61,11 +61,17 @@ export class AuthService {
     const existing = await this.db('users').where({ username: 'admin' }).first('id');
     if (existing) return { created: false };
     const chosen = password ?? generatePassword();
-    const inserted = await this.db('users')
-      .insert({ id: randomUUID(), username: 'admin', password_hash: await hashPassword(chosen), roles: JSON.stringify(['admin']) })
-      .onConflict('username')
-      .ignore()
-      .returning('id');
+    // Like every user, the administrator belongs to the default team and submits there by default.
+    const hash = await hashPassword(chosen);
+    const inserted = await this.db.transaction(async (trx) => {
+      const rows = (await trx('users')
+        .insert({ id: randomUUID(), username: 'admin', password_hash: hash, roles: JSON.stringify(['admin']), default_team_id: 'default' })
+        .onConflict('username')
+        .ignore()
+        .returning('id')) as { id: string }[];
+      if (rows.length > 0) await trx('team_members').insert({ team_id: 'default', user_id: rows[0]!.id }).onConflict(['team_id', 'user_id']).ignore();
+      return rows;
+    });
     if (inserted.length === 0) return { created: false };
     return password ? { created: true } : { created: true, generatedPassword: chosen };
   }

@@ -187,6 +187,11 @@ export class IdentityService {
     return [...user.teams].map(([id, roles]) => ({ id, name: this.teamNames.get(id) ?? id, roles })).sort((a, b) => a.name.localeCompare(b.name));
   }
 
+  /** Whether a team with this id exists. */
+  teamExists(teamId: string): boolean {
+    return this.teamNames.has(teamId);
+  }
+
   defaultTeamOf(userId: string): string | null {
     return this.users.get(userId)?.defaultTeam ?? null;
   }

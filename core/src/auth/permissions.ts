@@ -15,5 +15,11 @@ export const corePermissions: PermissionDeclaration[] = [
   { id: 'roles:manage', title: { en: 'Create and change custom roles', 'zh-CN': '创建和修改自定义角色' }, defaultRoles: [] },
   { id: 'teams:read', title: { en: 'See your teams', 'zh-CN': '查看所在团队' }, defaultRoles: ['operator', 'viewer'] },
   { id: 'teams:manage', title: { en: 'Create teams and manage their members', 'zh-CN': '创建团队并管理成员' }, defaultRoles: [] },
+  { id: 'workloads:read', title: { en: 'See workloads, their logs and metrics, quotas and usage', 'zh-CN': '查看工作负载及其日志、指标、配额和用量' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'workloads:create', title: { en: 'Submit and retry workloads', 'zh-CN': '提交和重试工作负载' }, defaultRoles: ['operator'] },
+  { id: 'workloads:cancel', title: { en: 'Cancel your own workloads', 'zh-CN': '取消自己的工作负载' }, defaultRoles: ['operator'] },
+  { id: 'workloads:manage', title: { en: "Cancel and retry anyone's workloads", 'zh-CN': '取消和重试任何人的工作负载' }, defaultRoles: [] },
+  { id: 'nodes:read', title: { en: 'See nodes, GPUs and reservations', 'zh-CN': '查看节点、GPU 和预留' }, defaultRoles: ['operator', 'viewer'] },
+  { id: 'quotas:manage', title: { en: "Set teams' GPU quotas", 'zh-CN': '设置团队 GPU 配额' }, defaultRoles: [] },
   { id: 'tokens:write', title: { en: 'Create and revoke your own API tokens', 'zh-CN': '创建和吊销自己的 API 令牌' }, defaultRoles: ['operator', 'viewer'] },
 ];

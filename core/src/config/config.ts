@@ -34,6 +34,20 @@ export interface CoreConfig {
   auditHeadInterval: number;
   /** Single sign-on (AIPLAT_OIDC_* and the file's `oidc` object, core/src/config/oidc-config.ts); unset: off. */
   oidc: OidcConfig | undefined;
+  /** This machine's node id in the GPU ledger (default: the host name). */
+  nodeId: string | undefined;
+  /** How the scheduler picks among nodes and cards that fit: fill up (`binpack`) or even out (`spread`). */
+  schedulerStrategy: 'binpack' | 'spread';
+  /** Whether higher-priority work may stop preemptible lower-priority work to get its cards. */
+  schedulerPreemption: boolean;
+  /** The time zone quota periods (day, week, month) start in, e.g. Asia/Shanghai. */
+  quotaTimeZone: string;
+  /** Seconds between SIGTERM and SIGKILL when a replica is stopped (cancel, preemption, timeout). */
+  stopGrace: number;
+  /** Simulated GPUs for tests and development: a capture name (core/simulated/nvidia-smi) replayed by a fake nvidia-smi. Unset: off. */
+  simulatedGpus: string | undefined;
+  /** How many simulated nodes carry the simulated GPUs. */
+  simulatedNodes: number;
 }
 
 /** One entry per setting: the environment variable, the key in the optional config file, and its schema. */
@@ -63,6 +77,13 @@ const settings = {
   passwordMinLength: { env: 'AIPLAT_PASSWORD_MIN_LENGTH', schema: { type: 'integer', minimum: 8, maximum: 128 }, default: 12 },
   auditHeadFile: { env: 'AIPLAT_AUDIT_HEAD_FILE', schema: { type: 'string', minLength: 1 }, default: undefined },
   auditHeadInterval: { env: 'AIPLAT_AUDIT_HEAD_INTERVAL', schema: { type: 'integer', minimum: 1, maximum: 86400 }, default: 60 },
+  nodeId: { env: 'AIPLAT_NODE_ID', schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' }, default: undefined },
+  schedulerStrategy: { env: 'AIPLAT_SCHEDULER_STRATEGY', schema: { enum: ['binpack', 'spread'] }, default: 'binpack' },
+  schedulerPreemption: { env: 'AIPLAT_SCHEDULER_PREEMPTION', schema: { type: 'boolean' }, default: false },
+  quotaTimeZone: { env: 'AIPLAT_QUOTA_TIMEZONE', schema: { type: 'string', minLength: 1, maxLength: 64 }, default: 'UTC' },
+  stopGrace: { env: 'AIPLAT_STOP_GRACE', schema: { type: 'integer', minimum: 0, maximum: 3600 }, default: 10 },
+  simulatedGpus: { env: 'AIPLAT_SIMULATED_GPUS', schema: { type: 'string', minLength: 1 }, default: undefined },
+  simulatedNodes: { env: 'AIPLAT_SIMULATED_NODES', schema: { type: 'integer', minimum: 1, maximum: 1000 }, default: 1 },
 } as const;
 
 type SettingKey = keyof typeof settings;
@@ -84,6 +105,13 @@ const hints: Partial<Record<SettingKey, string>> = {
   passwordMinLength: 'a number of characters between 8 and 128',
   auditHeadFile: 'a file path outside the data folder, ideally on other storage (e.g. /var/backups/aiplat/audit-head.json)',
   auditHeadInterval: 'seconds between 1 and 86400',
+  nodeId: 'letters, digits, ".", "_" and "-" (at most 63), e.g. gpu-server-1',
+  schedulerStrategy: 'binpack or spread',
+  schedulerPreemption: 'true or false',
+  quotaTimeZone: 'an IANA time zone name such as UTC or Asia/Shanghai',
+  stopGrace: 'seconds between 0 and 3600',
+  simulatedGpus: 'a capture name such as v100s-8, a100-mig, t4 or a5000-2 (core/simulated/nvidia-smi)',
+  simulatedNodes: 'a number of nodes between 1 and 1000',
 };
 
 export class ConfigError extends Error {
@@ -99,6 +127,7 @@ function fromEnv(key: SettingKey, raw: string): unknown {
   const schema = settings[key].schema as { type?: string };
   if (schema.type === 'integer') return /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
   if (schema.type === 'array') return raw.split(path.delimiter).filter(Boolean);
+  if (schema.type === 'boolean') return raw.trim() === 'true' ? true : raw.trim() === 'false' ? false : raw;
   return raw;
 }
 
@@ -153,6 +182,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       problems.push(`${source === 'default' ? setting.env : source} is ${shown(key, value)}${hint}`);
     }
     values[key] = value;
+  }
+  if (typeof values.quotaTimeZone === 'string') {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: values.quotaTimeZone });
+    } catch {
+      problems.push(`AIPLAT_QUOTA_TIMEZONE is ${JSON.stringify(values.quotaTimeZone)}: expected ${hints.quotaTimeZone}`);
+    }
   }
   // Single sign-on: AIPLAT_OIDC_* and the file's `oidc` object, checked together.
   const oidc = readOidcConfig(env, file.oidc, configFile);

@@ -22,9 +22,11 @@ pg.types.setTypeParser(20, (value: string) => Number(value));
  * no server process, no install scripts, the same SQL as the real server. See docs/adr/0002.
  */
 async function openEmbedded(dataDir: string): Promise<Knex> {
-  const [{ PGlite }, { default: ClientPGLite }] = await Promise.all([
+  const [{ PGlite }, { default: ClientPGLite }, { btree_gist }] = await Promise.all([
     import('@electric-sql/pglite'),
     import('knex-pglite'),
+    // The GPU ledger's exclusion constraint needs it (core/src/scheduler/migration.ts).
+    import('@electric-sql/pglite/contrib/btree_gist'),
   ]);
   // knex-pglite 0.14 names the command after knex's method, and knex calls DELETE `del`, so a
   // delete resolved to the raw result instead of the row count. Name it as PostgreSQL does.
@@ -36,7 +38,7 @@ async function openEmbedded(dataDir: string): Promise<Knex> {
   }
   const pgdata = path.join(dataDir, 'pgdata');
   mkdirSync(pgdata, { recursive: true });
-  const pglite = new PGlite({ dataDir: pgdata });
+  const pglite = new PGlite({ dataDir: pgdata, extensions: { btree_gist } });
   await pglite.waitReady;
   return knexFactory({
     client: EmbeddedClient as unknown as typeof Knex.Client,

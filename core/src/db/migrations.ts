@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { auditChainMigration } from '../audit/migration.js';
+import { schedulerMigration } from '../scheduler/migration.js';
 
 interface Migration {
   name: string;
@@ -197,6 +198,8 @@ const coreMigrations: Migration[] = [
       });
     },
   },
+  // [scheduler] Nodes, GPUs, the reservation ledger, workloads, quotas: core/src/scheduler/migration.ts.
+  { name: '0006_scheduler', up: schedulerMigration },
 ];
 
 /** A knex migration source over in-code migrations, so no file globbing decides what runs. */

@@ -1,0 +1,96 @@
+import type { Knex } from 'knex';
+import type { DiscoveredNode } from '@aiplat/plugin-sdk';
+import type { DeviceState, NodeState } from './placement.js';
+
+/**
+ * The ledger's side of nodes and cards: what device providers discovered is written here (the
+ * node's agent is this core instance), and the scheduler reads back a picture of the cluster with
+ * every live reservation.
+ */
+export async function syncNodes(db: Knex, agent: string, provider: string, nodes: DiscoveredNode[]): Promise<void> {
+  await db.transaction(async (trx) => {
+    for (const node of nodes) {
+      await trx('nodes')
+        .insert({
+          id: node.id,
+          name: node.name,
+          address: node.address,
+          provider,
+          agent,
+          labels: JSON.stringify(node.labels ?? {}),
+          executors: JSON.stringify(node.executors),
+          simulated: node.simulated ?? false,
+          cpu: node.cpu ?? null,
+          memory_mib: node.memoryMiB ?? null,
+          state: 'ready',
+          seen_at: trx.fn.now(),
+        })
+        .onConflict('id')
+        .merge(['name', 'address', 'provider', 'agent', 'labels', 'executors', 'simulated', 'cpu', 'memory_mib', 'state', 'seen_at']);
+      const rows = node.devices.map((d) => ({
+        id: `${node.id}/${d.index}`,
+        node_id: node.id,
+        index: d.index,
+        uuid: d.uuid,
+        model: d.model,
+        memory_mib: d.memoryMiB,
+        details: JSON.stringify(d.details ?? {}),
+        present: true,
+        updated_at: trx.fn.now(),
+      }));
+      if (rows.length > 0) {
+        for (let i = 0; i < rows.length; i += 500) {
+          await trx('gpu_devices').insert(rows.slice(i, i + 500)).onConflict('id').merge(['uuid', 'model', 'memory_mib', 'details', 'present', 'updated_at']);
+        }
+      }
+      await trx('gpu_devices')
+        .where({ node_id: node.id })
+        .whereNotIn(
+          'id',
+          rows.map((r) => r.id),
+        )
+        .update({ present: false, updated_at: trx.fn.now() });
+    }
+  });
+}
+
+/** Nodes this agent registered earlier that no provider reports now go offline (their cards stay in the history). */
+export async function markMissingNodes(db: Knex, agent: string, seen: string[]): Promise<void> {
+  await db('nodes').where({ agent }).whereNotIn('id', seen).update({ state: 'offline' });
+}
+
+/** The cluster as placement sees it: ready nodes, present cards, and every live reservation. */
+export async function loadCluster(db: Knex): Promise<{ nodes: NodeState[]; byId: Map<string, NodeState>; devices: Map<string, DeviceState> }> {
+  const [nodeRows, deviceRows, reservations, cpuReplicas] = await Promise.all([
+    db('nodes').where({ state: 'ready' }).orderBy('id').select('id', 'address', 'executors', 'labels'),
+    db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib'),
+    db('gpu_reservations').whereRaw('upper_inf(held)').select('device_id', db.raw('lower(memory) as lo'), db.raw('upper(memory) as hi')),
+    db('workload_replicas')
+      .whereIn('state', ['placed', 'starting', 'running', 'ready'])
+      .whereRaw("devices = '[]'::jsonb")
+      .groupBy('node_id')
+      .select('node_id', db.raw('count(*)::int as n')),
+  ]);
+  const byId = new Map<string, NodeState>();
+  const nodes: NodeState[] = [];
+  for (const n of nodeRows as { id: string; address: string; executors: string[]; labels: Record<string, string> }[]) {
+    const node: NodeState = { id: n.id, address: n.address, executors: n.executors, labels: n.labels, devices: [], cpuReplicas: 0 };
+    nodes.push(node);
+    byId.set(n.id, node);
+  }
+  const devices = new Map<string, DeviceState>();
+  for (const d of deviceRows as { id: string; node_id: string; index: number; uuid: string; model: string; memory_mib: number }[]) {
+    const node = byId.get(d.node_id);
+    if (!node) continue;
+    const device: DeviceState = { id: d.id, nodeId: d.node_id, index: d.index, uuid: d.uuid, model: d.model, memoryMiB: d.memory_mib, used: [] };
+    node.devices.push(device);
+    devices.set(d.id, device);
+  }
+  for (const r of reservations as { device_id: string; lo: number; hi: number }[]) devices.get(r.device_id)?.used.push([r.lo, r.hi]);
+  for (const device of devices.values()) device.used.sort((a, b) => a[0] - b[0]);
+  for (const c of cpuReplicas as { node_id: string; n: number }[]) {
+    const node = byId.get(c.node_id);
+    if (node) node.cpuReplicas = c.n;
+  }
+  return { nodes, byId, devices };
+}

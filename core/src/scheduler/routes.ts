@@ -1,0 +1,464 @@
+import { AiplatError, reply, scoped, type RouteContext, type RouteDefinition, type WorkloadSpec } from '@aiplat/plugin-sdk';
+import type { SchedulerRuntime } from './runtime.js';
+import { workloadSpecSchema } from './spec.js';
+import { Changes, iso, readWorkload, toWorkload, type ReplicaRow, type WorkloadRow } from './store.js';
+import { gpuHours, gpusInUse, quotaStates, round } from './quotas.js';
+import { loadCluster } from './ledger.js';
+import { usedMiB } from './placement.js';
+
+const STATES = ['pending', 'scheduled', 'running', 'ready', 'succeeded', 'failed', 'cancelled', 'lost'];
+const idParams = { type: 'object', properties: { id: { type: 'string', minLength: 1, maxLength: 100 } } };
+const cursor = { type: 'string', pattern: '^[0-9]{1,18}$' };
+
+const workloadSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    name: { type: 'string' },
+    kind: { enum: ['job', 'service'] },
+    team: { type: 'string' },
+    userId: { type: ['string', 'null'] },
+    owner: { type: 'string', description: 'core for the API, or the plugin that submitted it' },
+    executor: { type: 'string' },
+    state: { enum: STATES },
+    reason: { type: ['string', 'null'], description: 'why it is in its state: why it waits, why it failed' },
+    priority: { type: 'string' },
+    spec: { type: 'object' },
+    attempt: { type: 'integer' },
+    epoch: { type: 'integer', description: 'the fencing epoch: raised at every placement' },
+    exitCode: { type: ['integer', 'null'] },
+    placements: { type: 'array', items: { type: 'object' } },
+    createdAt: { type: 'string', format: 'date-time' },
+    updatedAt: { type: 'string', format: 'date-time' },
+    startedAt: { type: ['string', 'null'], format: 'date-time' },
+    finishedAt: { type: ['string', 'null'], format: 'date-time' },
+  },
+};
+
+async function visibleWorkload(ctx: RouteContext<any, any, any>, id: string): Promise<WorkloadRow> {
+  const row = (await ctx.db('workloads').where({ id }).first()) as WorkloadRow | undefined;
+  if (!row || !ctx.can('workloads:read', row.team_id)) throw new AiplatError('not_found', `No workload ${id}`);
+  return row;
+}
+
+/** A caller may stop or retry their own workloads, or any of a team where they hold `workloads:manage`. */
+function mayControl(ctx: RouteContext<any, any, any>, row: WorkloadRow, permission: string): void {
+  if (row.user_id === ctx.user!.id && ctx.can(permission, row.team_id)) return;
+  if (ctx.can('workloads:manage', row.team_id)) return;
+  throw new AiplatError('forbidden', `Only the submitter (with "${permission}") or a holder of "workloads:manage" in team "${row.team_id}" may do this`, {
+    permission: 'workloads:manage',
+    team: row.team_id,
+  });
+}
+
+/** `/api/v1/workloads`, `/nodes`, `/gpus/reservations`, `/quotas`, `/usage`, `/priority-classes`. */
+export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): RouteDefinition[] {
+  const { scheduler } = runtime;
+  return [
+    {
+      method: 'POST',
+      path: '/workloads',
+      summary: 'Submit a job or a service',
+      description:
+        'The spec of ARCHITECTURE §5. `team` defaults to your default team. Refused with 422 `unschedulable` when it can never run (more GPUs than any node has, an unknown executor, team or priority class, over the team quota). `command` is argv: never run by a shell.',
+      tags: ['workloads'],
+      permission: 'workloads:create',
+      body: { mode: 'json', schema: workloadSpecSchema, limit: 1024 * 1024 },
+      responses: { 201: { description: 'The workload, pending', schema: workloadSchema } },
+      handler: async (ctx) => {
+        const changes = new Changes();
+        const row = await scheduler.submit(ctx.db, ctx.body as WorkloadSpec, { user: ctx.user!, owner: 'core' }, changes);
+        ctx.auditInfo = { resource: { type: 'workload', id: row.id }, team: row.team_id, details: { name: row.name, kind: row.kind } };
+        ctx.afterCommit(() => runtime.publish(changes));
+        const replicas = (await ctx.db('workload_replicas').where({ workload_id: row.id }).orderBy('replica')) as ReplicaRow[];
+        return reply(201, toWorkload(row, replicas));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/workloads',
+      summary: "Workloads of my teams (every team's with a global grant), newest first",
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      query: {
+        type: 'object',
+        properties: {
+          team: { type: 'string', minLength: 1, maxLength: 100 },
+          state: { type: 'string', pattern: `^(${STATES.join('|')})(,(${STATES.join('|')}))*$`, description: 'one state or several, comma-separated' },
+          kind: { enum: ['job', 'service'] },
+          owner: { type: 'string', minLength: 1, maxLength: 100 },
+          mine: { type: 'boolean', default: false },
+          label: { type: 'string', pattern: '^[^=]{1,63}=.{0,256}$', description: 'key=value' },
+          limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 },
+          cursor,
+        },
+      },
+      handler: async (ctx) => {
+        const q = ctx.query as { team?: string; state?: string; kind?: string; owner?: string; mine: boolean; label?: string; limit: number; cursor?: string };
+        const query = scoped(ctx, 'workloads', 'workloads:read').orderBy('seq', 'desc').limit(q.limit + 1);
+        if (q.team) query.where('team_id', q.team);
+        if (q.state) query.whereIn('state', q.state.split(','));
+        if (q.kind) query.where('kind', q.kind);
+        if (q.owner) query.where('owner', q.owner);
+        if (q.mine) query.where('user_id', ctx.user!.id);
+        if (q.label) {
+          const [key, ...value] = q.label.split('=');
+          query.whereRaw("spec->'labels'->>? = ?", [key!, value.join('=')]);
+        }
+        if (q.cursor) query.where('seq', '<', Number(q.cursor));
+        const rows = (await query) as WorkloadRow[];
+        const page = rows.slice(0, q.limit);
+        const replicas = page.length
+          ? ((await ctx.db('workload_replicas').whereIn('workload_id', page.map((r) => r.id)).orderBy(['workload_id', 'replica'])) as ReplicaRow[])
+          : [];
+        const byWorkload = new Map<string, ReplicaRow[]>();
+        for (const r of replicas) byWorkload.set(r.workload_id, [...(byWorkload.get(r.workload_id) ?? []), r]);
+        return {
+          items: page.map((row) => toWorkload(row, byWorkload.get(row.id) ?? [])),
+          nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.seq) : null,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/workloads/:id',
+      summary: 'One workload with its placements and why it is in its state',
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      params: idParams,
+      responses: { 200: { description: 'The workload', schema: workloadSchema } },
+      handler: async (ctx) => {
+        await visibleWorkload(ctx, ctx.params.id);
+        return readWorkload(ctx.db, ctx.params.id);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/workloads/:id/cancel',
+      summary: 'Cancel: a pending workload at once; running replicas get SIGTERM, a grace period, then SIGKILL',
+      tags: ['workloads'],
+      permission: 'workloads:cancel',
+      params: idParams,
+      body: { mode: 'none' },
+      auditResource: ({ params }) => ({ type: 'workload', id: params.id }),
+      handler: async (ctx) => {
+        const row = await visibleWorkload(ctx, ctx.params.id);
+        mayControl(ctx, row, 'workloads:cancel');
+        const changes = new Changes();
+        await scheduler.cancel(ctx.db, row.id, `cancelled by ${ctx.user!.username}`, changes);
+        ctx.auditInfo = { team: row.team_id };
+        ctx.afterCommit(() => runtime.publish(changes));
+        return readWorkload(ctx.db, row.id);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/workloads/:id/retry',
+      summary: 'Run a finished workload again (a new attempt of the same spec)',
+      tags: ['workloads'],
+      permission: 'workloads:create',
+      params: idParams,
+      body: { mode: 'none' },
+      auditResource: ({ params }) => ({ type: 'workload', id: params.id }),
+      handler: async (ctx) => {
+        const row = await visibleWorkload(ctx, ctx.params.id);
+        mayControl(ctx, row, 'workloads:create');
+        const changes = new Changes();
+        await scheduler.retry(ctx.db, row.id, changes);
+        ctx.auditInfo = { team: row.team_id };
+        ctx.afterCommit(() => runtime.publish(changes));
+        return readWorkload(ctx.db, row.id);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/workloads/:id/logs',
+      summary: 'Stored output, oldest first (follow live on the stream topic workloads/<id>/logs)',
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      params: idParams,
+      query: {
+        type: 'object',
+        properties: {
+          replica: { type: 'integer', minimum: 0, maximum: 255 },
+          after: { ...cursor, description: 'the logId of the last chunk you have' },
+          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 200 },
+        },
+      },
+      handler: async (ctx) => {
+        await visibleWorkload(ctx, ctx.params.id);
+        const q = ctx.query as { replica?: number; after?: string; limit: number };
+        const query = ctx.db('workload_logs').where({ workload_id: ctx.params.id }).orderBy('id').limit(q.limit + 1);
+        if (q.replica !== undefined) query.where({ replica: q.replica });
+        if (q.after) query.where('id', '>', Number(q.after));
+        const rows = (await query) as { id: number; replica: number; epoch: number; at: Date; text: string }[];
+        const page = rows.slice(0, q.limit);
+        return {
+          items: page.map((r) => ({ logId: r.id, replica: r.replica, epoch: r.epoch, at: iso(r.at), text: r.text })),
+          nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.id) : null,
+          topic: `workloads/${ctx.params.id}/logs`,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/workloads/:id/metrics',
+      summary: 'Metric series parsed from JSON lines on stdout ({"type":"metric","step":10,"loss":2.31})',
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      params: idParams,
+      query: { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 100 } } },
+      handler: async (ctx) => {
+        await visibleWorkload(ctx, ctx.params.id);
+        const rows = (await ctx.db('workload_metrics').where({ workload_id: ctx.params.id }).orderBy('id').limit(100_000)) as {
+          replica: number;
+          at: Date;
+          step: number | null;
+          values: Record<string, number>;
+        }[];
+        const series = new Map<string, { step: number | null; value: number; replica: number; at: string | null }[]>();
+        const only = (ctx.query as { name?: string }).name;
+        for (const r of rows) {
+          for (const [name, value] of Object.entries(r.values)) {
+            if (only && name !== only) continue;
+            if (!series.has(name)) series.set(name, []);
+            series.get(name)!.push({ step: r.step, value, replica: r.replica, at: iso(r.at) });
+          }
+        }
+        return { series: [...series].map(([name, points]) => ({ name, points })), topic: `workloads/${ctx.params.id}/metrics` };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/workloads/:id/events',
+      summary: 'Every state transition, with its reason',
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      params: idParams,
+      handler: async (ctx) => {
+        await visibleWorkload(ctx, ctx.params.id);
+        const rows = (await ctx.db('workload_events').where({ workload_id: ctx.params.id }).orderBy('id')) as {
+          id: number;
+          at: Date;
+          from_state: string | null;
+          to_state: string;
+          reason: string | null;
+          epoch: number;
+          details: Record<string, unknown>;
+        }[];
+        return { items: rows.map((r) => ({ id: r.id, at: iso(r.at), from: r.from_state, to: r.to_state, reason: r.reason, epoch: r.epoch, details: r.details })) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/nodes',
+      summary: 'Nodes with their GPUs, and what is reserved on each',
+      tags: ['gpus'],
+      permission: 'nodes:read',
+      handler: async (ctx) => {
+        const [nodes, devices, cluster] = await Promise.all([
+          ctx.db('nodes').orderBy('id'),
+          ctx.db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']),
+          loadCluster(ctx.db),
+        ]);
+        const byNode = new Map<string, Record<string, unknown>[]>();
+        for (const d of devices as { id: string; node_id: string; index: number; uuid: string; model: string; memory_mib: number; details: Record<string, unknown> }[]) {
+          const state = cluster.devices.get(d.id);
+          const reserved = state ? usedMiB(state) : 0;
+          byNode.set(d.node_id, [
+            ...(byNode.get(d.node_id) ?? []),
+            { id: d.id, index: d.index, uuid: d.uuid, model: d.model, memoryMiB: d.memory_mib, reservedMiB: reserved, free: reserved === 0, details: d.details },
+          ]);
+        }
+        return {
+          items: (nodes as { id: string; name: string; address: string; provider: string; labels: Record<string, string>; executors: string[]; simulated: boolean; cpu: number | null; memory_mib: number | null; state: string; seen_at: Date }[]).map((n) => ({
+            id: n.id,
+            name: n.name,
+            address: n.address,
+            provider: n.provider,
+            state: n.state,
+            simulated: n.simulated,
+            labels: n.labels,
+            executors: n.executors,
+            cpu: n.cpu,
+            memoryMiB: n.memory_mib,
+            seenAt: iso(n.seen_at),
+            gpus: byNode.get(n.id) ?? [],
+          })),
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/gpus/reservations',
+      summary: 'Reservations of GPUs: live ones by default, with ?history=true released ones too',
+      tags: ['gpus'],
+      permission: 'nodes:read',
+      query: {
+        type: 'object',
+        properties: {
+          history: { type: 'boolean', default: false },
+          node: { type: 'string', minLength: 1, maxLength: 100 },
+          workload: { type: 'string', minLength: 1, maxLength: 100 },
+          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 200 },
+          cursor,
+        },
+      },
+      handler: async (ctx) => {
+        const q = ctx.query as { history: boolean; node?: string; workload?: string; limit: number; cursor?: string };
+        const query = ctx.db('gpu_reservations').orderBy('id', 'desc').limit(q.limit + 1);
+        if (!q.history) query.whereRaw('upper_inf(held)');
+        if (q.node) query.where('node_id', q.node);
+        if (q.workload) query.where('workload_id', q.workload);
+        if (q.cursor) query.where('id', '<', Number(q.cursor));
+        // Team-scoped: other teams' reservations show only that the card is taken.
+        const rows = (await query.select('*', ctx.db.raw('lower(memory) as lo'), ctx.db.raw('upper(memory) as hi'), ctx.db.raw('lower(held) as since'), ctx.db.raw('upper(held) as until'))) as {
+          id: number;
+          device_id: string;
+          node_id: string;
+          workload_id: string;
+          replica: number;
+          epoch: number;
+          team_id: string;
+          user_id: string | null;
+          whole: boolean;
+          lo: number;
+          hi: number;
+          since: Date;
+          until: Date | null;
+          released_reason: string | null;
+        }[];
+        const page = rows.slice(0, q.limit);
+        return {
+          items: page.map((r) => {
+            const visible = ctx.can('workloads:read', r.team_id);
+            return {
+              id: String(r.id),
+              deviceId: r.device_id,
+              nodeId: r.node_id,
+              whole: r.whole,
+              memoryMiB: r.hi - r.lo,
+              memoryRange: [r.lo, r.hi],
+              since: iso(r.since),
+              until: iso(r.until),
+              team: r.team_id,
+              ...(visible ? { workloadId: r.workload_id, replica: r.replica, epoch: r.epoch, userId: r.user_id, releasedReason: r.released_reason } : {}),
+            };
+          }),
+          nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.id) : null,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/quotas',
+      summary: "My teams' quotas (used, limit) and the free cards by model: what I can get before I submit",
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      handler: async (ctx) => {
+        const teams = ctx.can('workloads:read', null) && (ctx.query as { all?: boolean }).all ? undefined : (ctx.user!.teams ?? []);
+        const [states, cluster, pending] = await Promise.all([
+          quotaStates(ctx.db, timeZone, teams),
+          loadCluster(ctx.db),
+          ctx.db('workloads')
+            .where({ state: 'pending' })
+            .whereIn('team_id', ctx.user!.teams ?? [])
+            .select('id', 'name', 'team_id', 'reason')
+            .orderBy('seq')
+            .limit(200),
+        ]);
+        const inUse = await gpusInUse(ctx.db, ctx.user!.teams ?? []);
+        const free = new Map<string, { model: string; free: number; total: number; freeMemoryMiB: number }>();
+        for (const node of cluster.nodes) {
+          for (const d of node.devices) {
+            const entry = free.get(d.model) ?? { model: d.model, free: 0, total: 0, freeMemoryMiB: 0 };
+            entry.total++;
+            if (d.used.length === 0) entry.free++;
+            entry.freeMemoryMiB += d.memoryMiB - usedMiB(d);
+            free.set(d.model, entry);
+          }
+        }
+        const myTeams = ctx.user!.teams ?? [];
+        return {
+          teams: myTeams.map((team) => {
+            const quota = states.find((s) => s.team === team);
+            return {
+              team,
+              gpusInUse: round(inUse.get(team) ?? 0),
+              quota: quota ? { gpus: quota.gpus, gpuHours: quota.gpuHours, period: quota.period, gpuHoursUsed: quota.gpuHoursUsed, periodStart: quota.periodStart, periodEnd: quota.periodEnd } : null,
+            };
+          }),
+          freeGpus: [...free.values()],
+          waiting: (pending as { id: string; name: string; team_id: string; reason: string | null }[]).map((p) => ({ id: p.id, name: p.name, team: p.team_id, reason: p.reason })),
+        };
+      },
+    },
+    {
+      method: 'PUT',
+      path: '/teams/:id/quota',
+      summary: "Set a team's quota (null removes a limit)",
+      tags: ['workloads'],
+      permission: 'quotas:manage',
+      params: idParams,
+      body: {
+        mode: 'json',
+        schema: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['gpus', 'gpuHours'],
+          properties: {
+            gpus: { type: ['number', 'null'], minimum: 0, maximum: 100000 },
+            gpuHours: { type: ['number', 'null'], minimum: 0, maximum: 1e9 },
+            period: { enum: ['day', 'week', 'month'], default: 'month' },
+          },
+        },
+      },
+      auditResource: ({ params }) => ({ type: 'team', id: params.id }),
+      handler: async (ctx) => {
+        const body = ctx.body as { gpus: number | null; gpuHours: number | null; period: 'day' | 'week' | 'month' };
+        const team = (await ctx.db('teams').where({ id: ctx.params.id }).first('id')) as { id: string } | undefined;
+        if (!team) throw new AiplatError('not_found', `No team ${ctx.params.id}`);
+        await ctx.db('team_quotas')
+          .insert({ team_id: team.id, gpus: body.gpus, gpu_hours: body.gpuHours, period: body.period, updated_at: ctx.db.fn.now() })
+          .onConflict('team_id')
+          .merge();
+        ctx.auditInfo = { team: team.id, details: body };
+        ctx.afterCommit(() => runtime.scheduler.nudge());
+        return { team: team.id, ...body };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/usage',
+      summary: 'GPU-hours per team or per user between two times (default: the last 30 days)',
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      query: {
+        type: 'object',
+        properties: {
+          groupBy: { enum: ['team', 'user'], default: 'team' },
+          from: { type: 'string', format: 'date-time' },
+          to: { type: 'string', format: 'date-time' },
+        },
+      },
+      handler: async (ctx) => {
+        const q = ctx.query as { groupBy: 'team' | 'user'; from?: string; to?: string };
+        const to = q.to ? new Date(q.to) : new Date();
+        const from = q.from ? new Date(q.from) : new Date(to.getTime() - 30 * 86400_000);
+        if (from >= to) throw new AiplatError('validation_failed', '"from" must be before "to"', { field: 'from' });
+        const global = ctx.can('workloads:read', null);
+        const teams = global ? undefined : (ctx.user!.teams ?? []).filter((t) => ctx.can('workloads:read', t));
+        const hours = await gpuHours(ctx.db, { from, to, groupBy: q.groupBy, teams });
+        return { from: from.toISOString(), to: to.toISOString(), groupBy: q.groupBy, items: [...hours].map(([key, value]) => ({ [q.groupBy]: key, gpuHours: round(value) })) };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/priority-classes',
+      summary: 'Priority classes, highest first',
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      handler: async (ctx) => ({ items: await ctx.db('priority_classes').orderBy('value', 'desc').select('name', 'value', 'preemptible', 'description') }),
+    },
+  ];
+}

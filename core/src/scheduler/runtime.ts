@@ -1,0 +1,208 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { Knex } from 'knex';
+import {
+  schedulerExtensionPoints,
+  workloadHooks,
+  type DeviceProvider,
+  type EventBus,
+  type Executor,
+  type Logger,
+  type Principal,
+  type Workload,
+  type WorkloadsService,
+} from '@aiplat/plugin-sdk';
+import type { KernelHooks } from '../kernel/hooks.js';
+import { Agent } from './agent.js';
+import { localNodeProvider, simulatedProvider } from './devices/simulated.js';
+import { markMissingNodes, syncNodes } from './ledger.js';
+import { LocalExecutor } from './local/local-executor.js';
+import type { Strategy } from './placement.js';
+import { Scheduler, WORKLOADS_TOPIC } from './scheduler.js';
+import { Changes, readWorkload } from './store.js';
+
+export interface SchedulerRuntimeOptions {
+  db: Knex;
+  kind: 'embedded' | 'postgres';
+  events: EventBus;
+  hooks: KernelHooks;
+  logger: Logger;
+  /** This core instance's id: the agent of the nodes it registers. */
+  instanceId: string;
+  dataDir: string;
+  nodeId: string | undefined;
+  strategy: Strategy;
+  preemption: boolean;
+  timeZone: string;
+  stopGrace: number;
+  simulatedGpus: string | undefined;
+  simulatedNodes: number;
+  canInTeam: (principal: Principal, permission: string, team: string) => boolean;
+  teamExists: (team: string) => boolean;
+}
+
+/**
+ * The scheduler, the GPU ledger's node registration and the agent, wired together: what
+ * `startCore` creates. Device providers and executors are extension points the core contributes
+ * to itself (`local`, and `simulated` when switched on) and plugins add to.
+ */
+export class SchedulerRuntime {
+  readonly scheduler: Scheduler;
+  readonly agent: Agent;
+  readonly local: LocalExecutor;
+  private readonly ownNodes = new Set<string>();
+  private subscription: { unsubscribe(): void } | undefined;
+  private discoverTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: SchedulerRuntimeOptions) {
+    const { hooks } = options;
+    hooks.declareExtensionPoint(schedulerExtensionPoints.executors, 'core');
+    hooks.declareExtensionPoint(schedulerExtensionPoints.deviceProviders, 'core');
+    hooks.declareHook(workloadHooks.beforeSubmit, 'core');
+    hooks.declareHook(workloadHooks.stateChanged, 'core');
+    this.local = new LocalExecutor({ runsDir: path.join(options.dataDir, 'runs'), logger: options.logger, graceSeconds: options.stopGrace });
+    hooks.contribute(schedulerExtensionPoints.executors, 'core', this.local);
+    const nodeId = options.nodeId ?? os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63);
+    hooks.contribute(schedulerExtensionPoints.deviceProviders, 'core', localNodeProvider({ nodeId, name: os.hostname() }));
+    if (options.simulatedGpus) {
+      hooks.contribute(schedulerExtensionPoints.deviceProviders, 'core', simulatedProvider({ capture: options.simulatedGpus, nodes: options.simulatedNodes }));
+    }
+    const onChanges = (changes: Changes) => this.publish(changes);
+    this.scheduler = new Scheduler({
+      db: options.db,
+      kind: options.kind,
+      events: options.events,
+      hooks,
+      logger: options.logger.child({ component: 'scheduler' }),
+      executors: () => this.executors(),
+      strategy: options.strategy,
+      preemption: options.preemption,
+      timeZone: options.timeZone,
+      onChanges,
+      canInTeam: options.canInTeam,
+      teamExists: options.teamExists,
+    });
+    this.agent = new Agent({
+      db: options.db,
+      logger: options.logger.child({ component: 'agent' }),
+      events: options.events,
+      executors: () => this.executors(),
+      graceSeconds: options.stopGrace,
+      onChanges,
+      nudgeScheduler: () => this.scheduler.nudge(),
+      nodes: () => this.ownNodes,
+    });
+  }
+
+  executors(): Executor[] {
+    return this.options.hooks.contributions(schedulerExtensionPoints.executors);
+  }
+
+  providers(): DeviceProvider[] {
+    return this.options.hooks.contributions(schedulerExtensionPoints.deviceProviders);
+  }
+
+  async start(): Promise<void> {
+    await this.discover();
+    // Every state change anywhere (this core or another replica, through Redis) may mean work for
+    // this core's agent or capacity for the scheduler.
+    this.subscription = this.options.events.subscribe(WORKLOADS_TOPIC, () => {
+      this.agent.nudge();
+      this.scheduler.nudge();
+    });
+    await this.agent.start();
+    await this.scheduler.start();
+    const again = () => {
+      this.discoverTimer = setTimeout(() => {
+        void this.discover().finally(again);
+      }, 60_000);
+      this.discoverTimer.unref();
+    };
+    again();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.discoverTimer);
+    this.subscription?.unsubscribe();
+    await this.scheduler.stop();
+    await this.agent.stop();
+    await this.local.close();
+  }
+
+  /** Ask every device provider for its nodes and cards and write them to the ledger. */
+  async discover(): Promise<void> {
+    const seen: string[] = [];
+    for (const provider of this.providers()) {
+      try {
+        const nodes = await provider.discover();
+        await syncNodes(this.options.db, this.options.instanceId, provider.name, nodes);
+        for (const node of nodes) {
+          seen.push(node.id);
+          this.ownNodes.add(node.id);
+        }
+      } catch (error) {
+        this.options.logger.warn({ provider: provider.name, err: (error as Error).message }, 'device discovery failed');
+      }
+    }
+    await markMissingNodes(this.options.db, this.options.instanceId, seen);
+  }
+
+  /** Tell the world about committed state changes: the stream, the `workloads.stateChanged` hook, the agent. */
+  async publish(changes: Changes): Promise<void> {
+    if (changes.list.length === 0) return;
+    const ids = [...new Set(changes.list.map((c) => c.id))];
+    const rows = (await this.options.db('workloads').whereIn('id', ids).select('id', 'name', 'team_id', 'state', 'epoch', 'owner', 'user_id')) as {
+      id: string;
+      name: string;
+      team_id: string;
+      state: string;
+      epoch: number;
+      owner: string;
+      user_id: string | null;
+    }[];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const change of changes.list) {
+      const row = byId.get(change.id);
+      if (!row) continue;
+      await this.options.events
+        .publish(
+          WORKLOADS_TOPIC,
+          { id: change.id, name: row.name, team: row.team_id, from: change.from, state: change.to, reason: change.reason, epoch: row.epoch },
+          { team: row.team_id, permission: 'workloads:read' },
+        )
+        .catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot publish a workload state change'));
+    }
+    if (this.options.hooks.isUsed(workloadHooks.stateChanged)) {
+      for (const change of changes.list) {
+        if (change.from === change.to) continue;
+        const workload = await readWorkload(this.options.db, change.id);
+        if (!workload) continue;
+        await this.options.hooks
+          .call(workloadHooks.stateChanged, { workload, from: change.from, to: change.to, reason: change.reason })
+          .catch((error: Error) => this.options.logger.warn({ err: error.message, workload: change.id }, 'a workloads.stateChanged tap failed'));
+      }
+    }
+    this.agent.nudge();
+    this.scheduler.nudge();
+  }
+
+  /** What plugins get as `coreServices.workloads`. */
+  service(owner: string): WorkloadsService {
+    const db = this.options.db;
+    return {
+      submit: async (spec, { user }) => {
+        const changes = new Changes();
+        const id = await db.transaction(async (trx) => (await this.scheduler.submit(trx, spec, { user, owner }, changes)).id);
+        await this.publish(changes);
+        return (await readWorkload(db, id)) as Workload;
+      },
+      get: (id) => readWorkload(db, id),
+      cancel: async (id, options = {}) => {
+        const changes = new Changes();
+        await db.transaction((trx) => this.scheduler.cancel(trx, id, options.reason ?? `cancelled by ${owner}`, changes));
+        await this.publish(changes);
+        return (await readWorkload(db, id)) as Workload;
+      },
+    };
+  }
+}

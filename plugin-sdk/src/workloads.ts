@@ -1,0 +1,204 @@
+/**
+ * Workloads, the GPU ledger and the extension points of the scheduler (ARCHITECTURE §5, §7).
+ * The core owns the scheduler: plugins submit through `coreServices.workloads`, amend specs with
+ * the `workloads.beforeSubmit` hook, hear of state changes through `workloads.stateChanged`, and
+ * contribute executors (`scheduler.executors`) and device providers (`scheduler.deviceProviders`).
+ */
+import { defineExtensionPoint, defineSeriesHook, defineWaterfallHook } from './hooks.js';
+import type { Principal } from './routes.js';
+
+export type WorkloadKind = 'job' | 'service';
+
+export type WorkloadState = 'pending' | 'scheduled' | 'running' | 'ready' | 'succeeded' | 'failed' | 'cancelled' | 'lost';
+
+export const TERMINAL_WORKLOAD_STATES: readonly WorkloadState[] = ['succeeded', 'failed', 'cancelled', 'lost'];
+
+export interface WorkloadResources {
+  /** Whole cards per replica (0 for CPU-only work, or with `gpuMemoryMiB` for a shared slice of one card). */
+  gpus?: number;
+  /** A slice of one card's memory: the replica shares a card with others (needs `gpus` 0 or 1). */
+  gpuMemoryMiB?: number;
+  cpu?: number;
+  memoryMiB?: number;
+}
+
+export interface WorkloadPort {
+  name: string;
+  /** The port inside a container; the local executor gives each port a free host port (env `PORT_<NAME>`, and `PORT` for the first). */
+  containerPort?: number;
+}
+
+export interface ReadinessCheck {
+  /** An HTTP GET on a named port answering 2xx/3xx, or a TCP connect. */
+  httpGet?: { port: string; path: string };
+  tcpSocket?: { port: string };
+  initialDelaySeconds?: number;
+  periodSeconds?: number;
+  timeoutSeconds?: number;
+  failureThreshold?: number;
+}
+
+export interface WorkloadMount {
+  source: string;
+  target: string;
+  readOnly?: boolean;
+}
+
+/** What a submitter asks for (ARCHITECTURE §5). */
+export interface WorkloadSpec {
+  name: string;
+  kind: WorkloadKind;
+  /** Defaults to the submitter's default team. */
+  team?: string;
+  /** `local` (the core's) unless a plugin contributes another. */
+  executor?: string;
+  image?: string;
+  /** argv, never run through a shell. */
+  command: string[];
+  env?: Record<string, string>;
+  workingDir?: string;
+  mounts?: WorkloadMount[];
+  resources?: WorkloadResources;
+  replicas?: number;
+  /** A priority class name (`low`, `normal`, `high`, or an admin's own). */
+  priority?: string;
+  /** How often a failed job is tried again. */
+  retries?: number;
+  timeoutSeconds?: number;
+  /** Services: named ports. */
+  ports?: WorkloadPort[];
+  readiness?: ReadinessCheck;
+  /** Services: `always` (default), `on-failure`, `never`. */
+  restartPolicy?: 'always' | 'on-failure' | 'never';
+  /** Pin to nodes whose labels match. */
+  nodeSelector?: Record<string, string>;
+  /** Free-form labels for finding it again (`{ "training.run": "42" }`). */
+  labels?: Record<string, string>;
+}
+
+export interface ReplicaPlacement {
+  replica: number;
+  nodeId: string;
+  devices: { id: string; index: number; memoryMiB: number; whole: boolean }[];
+  state: string;
+  exitCode?: number | null;
+}
+
+export interface Workload {
+  id: string;
+  name: string;
+  kind: WorkloadKind;
+  team: string;
+  userId: string | null;
+  /** The plugin that submitted it, or `core` for the API. */
+  owner: string;
+  executor: string;
+  state: WorkloadState;
+  /** Why it is in its state: why it waits, why it failed. */
+  reason: string | null;
+  priority: string;
+  spec: WorkloadSpec;
+  attempt: number;
+  epoch: number;
+  exitCode: number | null;
+  placements: ReplicaPlacement[];
+  createdAt: string;
+  updatedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface WorkloadStateChange {
+  workload: Workload;
+  from: WorkloadState | null;
+  to: WorkloadState;
+  reason: string | null;
+}
+
+/** What plugins call: `ctx.plugin.service(coreServices.workloads)`. */
+export interface WorkloadsService {
+  /** Submit on behalf of a user (their team, quotas and permissions apply). */
+  submit(spec: WorkloadSpec, options: { user: Principal }): Promise<Workload>;
+  get(id: string): Promise<Workload | undefined>;
+  cancel(id: string, options?: { reason?: string }): Promise<Workload>;
+}
+
+/** One GPU as a device provider sees it. */
+export interface DiscoveredDevice {
+  index: number;
+  uuid: string;
+  model: string;
+  memoryMiB: number;
+  /** Free-form facts shown to people: driver, CUDA version, MIG mode, temperature... */
+  details?: Record<string, unknown>;
+}
+
+export interface DiscoveredNode {
+  /** Stable id (e.g. the host name). */
+  id: string;
+  name: string;
+  /** Where replicas on it reach each other (MASTER_ADDR). */
+  address: string;
+  labels?: Record<string, string>;
+  /** True for nodes made up for tests and development: shown as simulated in the API and UI. */
+  simulated?: boolean;
+  /** The executors that can run work on it. */
+  executors: string[];
+  devices: DiscoveredDevice[];
+  cpu?: number;
+  memoryMiB?: number;
+}
+
+/** Contributed to `scheduler.deviceProviders`: tells the ledger which nodes and cards exist. */
+export interface DeviceProvider {
+  name: string;
+  discover(): Promise<DiscoveredNode[]>;
+}
+
+/** What the scheduler hands an executor for one replica. */
+export interface ReplicaLaunch {
+  workloadId: string;
+  replica: number;
+  /** The fencing epoch: the executor refuses to start a replica whose epoch it already ran or runs. */
+  epoch: number;
+  nodeId: string;
+  spec: WorkloadSpec;
+  /** The spec's env plus CUDA_VISIBLE_DEVICES, WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT, PORT_<NAME>. */
+  env: Record<string, string>;
+  /** Host ports given to the spec's named ports. */
+  ports: Record<string, number>;
+  devices: { index: number; uuid: string }[];
+}
+
+/** What an executor tells the scheduler about a replica it runs. */
+export interface ReplicaReporter {
+  started(info: { pid?: number }): void;
+  /** Complete lines of output; `endOffset` is the byte offset in the replica's output just after them (kept to re-attach). */
+  output(text: string, endOffset: number): void;
+  exited(info: { exitCode: number | null; signal?: string | null }): void;
+  lost(reason: string): void;
+}
+
+/** Contributed to `scheduler.executors`. `handle` is JSON the scheduler stores, to re-attach after a restart. */
+export interface Executor {
+  name: string;
+  start(launch: ReplicaLaunch, reporter: ReplicaReporter): Promise<{ handle: Record<string, unknown> }>;
+  /** After a core restart: follow a replica started earlier (its output from `outputOffset` on). */
+  attach(handle: Record<string, unknown>, reporter: ReplicaReporter, options: { outputOffset: number }): Promise<void>;
+  /** SIGTERM (or its equivalent), `graceSeconds`, then kill. Resolves once the stop is under way. */
+  stop(handle: Record<string, unknown>, options: { graceSeconds: number }): Promise<void>;
+  /** Remove what the replica left (run folder, container). */
+  cleanup?(handle: Record<string, unknown>): Promise<void>;
+}
+
+export const schedulerExtensionPoints = {
+  executors: defineExtensionPoint<Executor>('scheduler.executors'),
+  deviceProviders: defineExtensionPoint<DeviceProvider>('scheduler.deviceProviders'),
+} as const;
+
+export const workloadHooks = {
+  /** Amend a spec before it is validated and stored (add env, labels, mounts...). */
+  beforeSubmit: defineWaterfallHook<WorkloadSpec, [{ user: Principal; owner: string }]>('workloads.beforeSubmit'),
+  /** Every state transition, after it is committed. */
+  stateChanged: defineSeriesHook<[WorkloadStateChange]>('workloads.stateChanged'),
+} as const;
