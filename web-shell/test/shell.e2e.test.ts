@@ -246,7 +246,8 @@ describe('web shell in Chromium', () => {
     }
     // Started side by side; whatever did start is stopped in afterAll even when another failed.
     const [main, based, launched] = await Promise.allSettled([
-      startTestCore({ plugins: ['examples', FIXTURE_PLUGINS] }),
+      // Two simulated GPU nodes (a fake nvidia-smi replaying a real capture: no GPU here) for the GPUs widget.
+      startTestCore({ plugins: ['examples', FIXTURE_PLUGINS], config: { simulatedGpus: 'v100s-8', simulatedNodes: 2 } }),
       startTestCore({ plugins: ['examples'], config: { publicUrl: `http://127.0.0.1${BASE_PATH}` } }),
       launchChromium(),
     ]);
@@ -292,6 +293,9 @@ describe('web shell in Chromium', () => {
     await waitForText(page, sel.navHello, 'Hello');
     await page.locator(sel.systemWidget).waitFor();
     await page.locator('[data-test=plugins-widget]').waitFor();
+    // The GPUs widget: the simulated nodes are labelled as such, with their free cards.
+    await eventually('the GPUs widget', () => text(page.locator('[data-test=node-sim-001]')), (t) => t.includes(en.dashboard.simulated) && t.includes('8 of 8 GPUs free · Tesla V100S-PCIE-32GB'));
+    expect(await page.locator('[data-test=gpus-widget] [data-test=simulated-tag]').count()).toBe(2);
     expect(await page.locator(`${sel.helloWidget} ${sel.anyRemoteError}`).count()).toBe(0);
     await page.locator('[data-test=stream-status].console__live--open').waitFor();
     page.off('request', countTickets);
@@ -359,6 +363,7 @@ describe('web shell in Chromium', () => {
     await waitForText(page, sel.navHello, '你好示例'); // the nav contribution's zh-CN title
     await waitForText(page, sel.pageTitle, zh.dashboard.title);
     await eventually('the system widget in Chinese', () => text(page.locator(sel.systemWidget)), (t) => t.includes(zh.dashboard.version));
+    await eventually('the GPUs widget in Chinese', () => text(page.locator('[data-test=node-sim-002]')), (t) => t.includes('模拟') && t.includes('8 块 GPU 中 8 块空闲'));
     await eventually('the hello widget in Chinese', () => text(page.locator(sel.helloWidget)), (t) => t.startsWith('问候统计')); // its zh-CN title
     expect(await page.evaluate('document.documentElement.lang')).toBe('zh-CN');
 

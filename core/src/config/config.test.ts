@@ -49,8 +49,30 @@ describe('loadConfig', () => {
     expect(loadConfig({ AIPLAT_CONFIG_FILE: 'aiplat.yaml', PORT: '7001' }, dir).port).toBe(7001);
     writeFileSync(path.join(dir, 'bad.yaml'), 'port: high\ncolour: red\n');
     const found = problems({ AIPLAT_CONFIG_FILE: 'bad.yaml' }, dir);
-    expect(found).toContain(`${path.join(dir, 'bad.yaml')}: unknown setting "colour" (known: port, host, dataDir, databaseUrl, redisUrl, adminPassword, secretKey, logLevel, publicUrl, pluginDirs, metricsToken, accessTokenTtl, shutdownGrace, webDir, passwordMinLength, auditHeadFile, auditHeadInterval, oidc)`);
+    expect(found).toContain(`${path.join(dir, 'bad.yaml')}: unknown setting "colour" (known: port, host, dataDir, databaseUrl, redisUrl, adminPassword, secretKey, logLevel, publicUrl, pluginDirs, metricsToken, accessTokenTtl, shutdownGrace, webDir, passwordMinLength, auditHeadFile, auditHeadInterval, nodeId, schedulerStrategy, schedulerPreemption, quotaTimeZone, stopGrace, simulatedGpus, simulatedNodes, oidc)`);
     expect(found).toContain('bad.yaml (port) is "high": expected a TCP port number between 0 and 65535');
     expect(problems({ AIPLAT_CONFIG_FILE: 'missing.yaml' }, dir)).toEqual([`AIPLAT_CONFIG_FILE: ${path.join(dir, 'missing.yaml')} does not exist`]);
+  });
+});
+
+describe('scheduler settings', () => {
+  it('reads booleans, strategies and time zones, and names bad ones', () => {
+    const config = loadConfig({ AIPLAT_SCHEDULER_PREEMPTION: 'true', AIPLAT_SCHEDULER_STRATEGY: 'spread', AIPLAT_QUOTA_TIMEZONE: 'Asia/Shanghai', AIPLAT_SIMULATED_NODES: '4' }, os.tmpdir());
+    expect(config.schedulerPreemption).toBe(true);
+    expect(config.schedulerStrategy).toBe('spread');
+    expect(config.quotaTimeZone).toBe('Asia/Shanghai');
+    expect(config.simulatedNodes).toBe(4);
+    expect(loadConfig({}, os.tmpdir())).toMatchObject({ schedulerPreemption: false, schedulerStrategy: 'binpack', quotaTimeZone: 'UTC', stopGrace: 10 });
+    let problems: string[] = [];
+    try {
+      loadConfig({ AIPLAT_SCHEDULER_PREEMPTION: 'yes', AIPLAT_SCHEDULER_STRATEGY: 'random', AIPLAT_QUOTA_TIMEZONE: 'Mars/Olympus' }, os.tmpdir());
+    } catch (error) {
+      problems = (error as ConfigError).problems;
+    }
+    expect(problems).toEqual([
+      'AIPLAT_SCHEDULER_STRATEGY is "random": expected binpack or spread',
+      'AIPLAT_SCHEDULER_PREEMPTION is "yes": expected true or false',
+      'AIPLAT_QUOTA_TIMEZONE is "Mars/Olympus": expected an IANA time zone name such as UTC or Asia/Shanghai',
+    ]);
   });
 });

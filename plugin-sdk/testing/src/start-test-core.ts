@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -53,6 +53,25 @@ export interface TestCore {
 
 function testDatabaseKind(options: TestCoreOptions): 'embedded' | 'postgres' {
   return options.database ?? (process.env.AIPLAT_TEST_DATABASE === 'postgres' ? 'postgres' : 'embedded');
+}
+
+/** SIGKILL every supervisor and command process group under a local executor's run folders. */
+export function killLocalReplicas(runsDir: string): void {
+  if (!existsSync(runsDir)) return;
+  for (const workload of readdirSync(runsDir)) {
+    for (const run of readdirSync(path.join(runsDir, workload))) {
+      // An exit record means both are gone: their pids may belong to someone else by now.
+      if (existsSync(path.join(runsDir, workload, run, 'exit.json'))) continue;
+      for (const [file, group] of [['child.pid', true], ['supervisor.pid', false]] as const) {
+        try {
+          const pid = Number(readFileSync(path.join(runsDir, workload, run, file), 'utf8').trim());
+          if (pid > 1) process.kill(group ? -pid : pid, 'SIGKILL');
+        } catch {
+          // not started, or already gone
+        }
+      }
+    }
+  }
 }
 
 /** A new empty database on the server named by TEST_DATABASE_URL. */
@@ -142,6 +161,9 @@ export async function startTestCore(options: TestCoreOptions = {}): Promise<Test
       stopped = true;
       await core.stop();
       if (!stopOptions.keep) {
+        // Replicas of the local executor outlive a core by design (the next one re-attaches); a
+        // test core that is gone for good takes them with it.
+        killLocalReplicas(path.join(dataDir, 'runs'));
         if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
         await dropDatabase?.();
       }
