@@ -54,6 +54,15 @@ export async function syncNodes(db: Knex, agent: string, provider: string, nodes
   });
 }
 
+/** Agents refresh their nodes' `seen_at` this often; a node silent for NODE_STALE_SECONDS gets no new work. */
+export const NODE_HEARTBEAT_SECONDS = 15;
+export const NODE_STALE_SECONDS = 120;
+
+/** This agent is alive: its nodes were seen now. */
+export async function heartbeat(db: Knex, agent: string): Promise<void> {
+  await db('nodes').where({ agent, state: 'ready' }).update({ seen_at: db.fn.now() });
+}
+
 /** Nodes this agent registered earlier that no provider reports now go offline (their cards stay in the history). */
 export async function markMissingNodes(db: Knex, agent: string, seen: string[]): Promise<void> {
   await db('nodes').where({ agent }).whereNotIn('id', seen).update({ state: 'offline' });
@@ -62,7 +71,8 @@ export async function markMissingNodes(db: Knex, agent: string, seen: string[]):
 /** The cluster as placement sees it: ready nodes, present cards, and every live reservation. */
 export async function loadCluster(db: Knex): Promise<{ nodes: NodeState[]; byId: Map<string, NodeState>; devices: Map<string, DeviceState> }> {
   const [nodeRows, deviceRows, reservations, cpuReplicas] = await Promise.all([
-    db('nodes').where({ state: 'ready' }).orderBy('id').select('id', 'address', 'executors', 'labels'),
+    // A node whose agent (the core that registered it) has not been heard of for a while gets no new work.
+    db('nodes').where({ state: 'ready' }).whereRaw(`seen_at > now() - interval '${NODE_STALE_SECONDS} seconds'`).orderBy('id').select('id', 'address', 'executors', 'labels'),
     db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib'),
     db('gpu_reservations').whereRaw('upper_inf(held)').select('device_id', db.raw('lower(memory) as lo'), db.raw('upper(memory) as hi')),
     db('workload_replicas')

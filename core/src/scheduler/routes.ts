@@ -460,5 +460,56 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
       permission: 'workloads:read',
       handler: async (ctx) => ({ items: await ctx.db('priority_classes').orderBy('value', 'desc').select('name', 'value', 'preemptible', 'description') }),
     },
+    {
+      method: 'PUT',
+      path: '/priority-classes/:name',
+      summary: 'Create or change a priority class (higher value is placed first; preemptible work may be stopped for higher)',
+      tags: ['workloads'],
+      permission: 'scheduler:manage',
+      params: { type: 'object', properties: { name: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,39}$' } } },
+      body: {
+        mode: 'json',
+        schema: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['value'],
+          properties: {
+            value: { type: 'integer', minimum: -1000000, maximum: 1000000 },
+            preemptible: { type: 'boolean', default: true },
+            description: { type: 'string', maxLength: 500 },
+          },
+        },
+      },
+      auditResource: ({ params }) => ({ type: 'priority-class', id: params.name }),
+      handler: async (ctx) => {
+        const body = ctx.body as { value: number; preemptible: boolean; description?: string };
+        await ctx.db('priority_classes')
+          .insert({ name: ctx.params.name, value: body.value, preemptible: body.preemptible, description: body.description ?? null })
+          .onConflict('name')
+          .merge();
+        // Queued work of the class moves to its new place in the queue.
+        await ctx.db('workloads').where({ priority: ctx.params.name, state: 'pending' }).update({ priority_value: body.value });
+        ctx.afterCommit(() => runtime.scheduler.nudge());
+        return { name: ctx.params.name, ...body };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/priority-classes/:name',
+      summary: 'Remove a priority class no unfinished workload uses',
+      tags: ['workloads'],
+      permission: 'scheduler:manage',
+      params: { type: 'object', properties: { name: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,39}$' } } },
+      body: { mode: 'none' },
+      auditResource: ({ params }) => ({ type: 'priority-class', id: params.name }),
+      handler: async (ctx) => {
+        if (ctx.params.name === 'normal') throw new AiplatError('conflict', 'The class "normal" is the default of every spec without a priority; it cannot be removed');
+        const used = (await ctx.db('workloads').where({ priority: ctx.params.name }).whereNotIn('state', ['succeeded', 'failed', 'cancelled', 'lost']).count('* as n').first()) as { n: number };
+        if (Number(used.n) > 0) throw new AiplatError('conflict', `${used.n} unfinished workload(s) use the class "${ctx.params.name}"`);
+        const removed = await ctx.db('priority_classes').where({ name: ctx.params.name }).delete();
+        if (removed === 0) throw new AiplatError('not_found', `No priority class ${ctx.params.name}`);
+        return undefined;
+      },
+    },
   ];
 }

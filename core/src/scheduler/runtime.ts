@@ -15,7 +15,7 @@ import {
 import type { KernelHooks } from '../kernel/hooks.js';
 import { Agent } from './agent.js';
 import { localNodeProvider, simulatedProvider } from './devices/simulated.js';
-import { markMissingNodes, syncNodes } from './ledger.js';
+import { heartbeat, markMissingNodes, NODE_HEARTBEAT_SECONDS, syncNodes } from './ledger.js';
 import { LocalExecutor } from './local/local-executor.js';
 import type { Strategy } from './placement.js';
 import { Scheduler, WORKLOADS_TOPIC } from './scheduler.js';
@@ -53,6 +53,7 @@ export class SchedulerRuntime {
   private readonly ownNodes = new Set<string>();
   private subscription: { unsubscribe(): void } | undefined;
   private discoverTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: SchedulerRuntimeOptions) {
     const { hooks } = options;
@@ -119,10 +120,15 @@ export class SchedulerRuntime {
       this.discoverTimer.unref();
     };
     again();
+    this.heartbeatTimer = setInterval(() => {
+      heartbeat(this.options.db, this.options.instanceId).catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot refresh the nodes\' heartbeat'));
+    }, NODE_HEARTBEAT_SECONDS * 1000);
+    this.heartbeatTimer.unref();
   }
 
   async stop(): Promise<void> {
     clearTimeout(this.discoverTimer);
+    clearInterval(this.heartbeatTimer);
     this.subscription?.unsubscribe();
     await this.scheduler.stop();
     await this.agent.stop();

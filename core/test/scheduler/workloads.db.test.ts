@@ -103,4 +103,26 @@ describe('workloads on simulated GPUs', () => {
     const again = await core.client.post(`/api/v1/workloads/${res.body.id}/cancel`);
     expect(again.status).toBe(409);
   });
+
+  it('lets an administrator manage priority classes, and refuses removing one in use', async () => {
+    const put = await core.client.put('/api/v1/priority-classes/research', { value: 50, preemptible: true, description: 'experiments' });
+    expect(put.status).toBe(200);
+    const list = await core.client.get('/api/v1/priority-classes');
+    expect(list.body.items.map((c: { name: string }) => c.name)).toEqual(['high', 'normal', 'research', 'low']);
+    const bad = await core.client.put('/api/v1/priority-classes/research', { value: 'ten' });
+    expect(bad.status).toBe(400);
+    const operator = await core.createUser('pat', ['operator']);
+    expect((await operator.client.put('/api/v1/priority-classes/mine', { value: 1 })).status).toBe(403);
+    const job = await operator.client.post('/api/v1/workloads', { name: 'wait', command: ['sleep', '30'], priority: 'research', resources: { gpus: 8 }, nodeSelector: { nothing: 'matches' } });
+    expect(job.status).toBe(422);
+    const held = await operator.client.post('/api/v1/workloads', { name: 'held', command: ['sleep', '30'], priority: 'research' });
+    expect(held.status).toBe(201);
+    const del = await core.client.delete('/api/v1/priority-classes/research');
+    expect(del.status).toBe(409);
+    expect(del.body.error.message).toBe('1 unfinished workload(s) use the class "research"');
+    await operator.client.post(`/api/v1/workloads/${held.body.id}/cancel`);
+    await waitForState(core.client, held.body.id, ['cancelled']);
+    expect((await core.client.delete('/api/v1/priority-classes/research')).status).toBe(204);
+    expect((await core.client.delete('/api/v1/priority-classes/normal')).status).toBe(409);
+  });
 });
