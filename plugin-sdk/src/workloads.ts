@@ -5,7 +5,7 @@
  * contribute executors (`scheduler.executors`) and device providers (`scheduler.deviceProviders`).
  */
 import { defineExtensionPoint, defineSeriesHook, defineWaterfallHook } from './hooks.js';
-import type { Principal } from './routes.js';
+import type { Principal, RouteContext } from './routes.js';
 
 export type WorkloadKind = 'job' | 'service';
 
@@ -117,10 +117,17 @@ export interface WorkloadStateChange {
 
 /** What plugins call: `ctx.plugin.service(coreServices.workloads)`. */
 export interface WorkloadsService {
-  /** Submit on behalf of a user (their team, quotas and permissions apply). */
-  submit(spec: WorkloadSpec, options: { user: Principal }): Promise<Workload>;
+  /**
+   * Submit on behalf of a user (their team, quotas and permissions apply). From a route handler
+   * pass `within: ctx`: the workload is stored in the request's transaction (it exists only if the
+   * request's change commits) and announced after the commit. Without it, the submission has a
+   * transaction of its own — which, inside a mutating route on the embedded database, waits for
+   * the connection the request holds.
+   */
+  submit(spec: WorkloadSpec, options: { user: Principal; within?: RouteContext<any, any, any> }): Promise<Workload>;
   get(id: string): Promise<Workload | undefined>;
-  cancel(id: string, options?: { reason?: string }): Promise<Workload>;
+  /** Cancel (as `submit`: pass `within: ctx` from a route handler). */
+  cancel(id: string, options?: { reason?: string; within?: RouteContext<any, any, any> }): Promise<Workload>;
 }
 
 /** One GPU as a device provider sees it. */
@@ -168,6 +175,12 @@ export interface ReplicaLaunch {
   /** Host ports given to the spec's named ports. */
   ports: Record<string, number>;
   devices: { index: number; uuid: string }[];
+  /**
+   * Set when the replica is delivered again after a core restart (the same epoch): where its
+   * stored output ends. An executor that finds the replica already started follows it from there
+   * instead of starting it a second time.
+   */
+  outputOffset?: number;
 }
 
 /** What an executor tells the scheduler about a replica it runs. */

@@ -8,6 +8,8 @@ import { Changes, releaseReservations, transition, type ReplicaRow, type Workloa
 const FLUSH_MS = 150;
 /** Largest log text in one event (events carry at most 64 KiB of JSON). */
 const EVENT_TEXT = 24 * 1024;
+/** Agent passes run on every workload change (the `workloads` topic); this timer is the fallback, and the clock of timeouts and readiness checks. */
+const FALLBACK_TICK_MS = 1000;
 
 export interface AgentOptions {
   db: Knex;
@@ -102,7 +104,7 @@ export class Agent {
       this.timer = setTimeout(() => {
         this.nudge();
         if (!this.stopped) loop();
-      }, 500);
+      }, FALLBACK_TICK_MS);
       this.timer.unref();
     };
     loop();
@@ -202,6 +204,8 @@ export class Agent {
       const byId = new Map(workloads.map((w) => [w.id, w]));
       await Promise.all(claimed.map((replica) => this.launch(byId.get(replica.workload_id)!, replica)));
     }
+    // Nothing runs here: nothing to stop, time out or probe.
+    if (this.live.size === 0) return;
     // 2. Stop what must stop (cancel, preemption, a failed gang member, timeout).
     const stopping = (await db('workload_replicas as r')
       .join('workloads as w', 'w.id', 'r.workload_id')
@@ -275,8 +279,10 @@ export class Agent {
       env,
       ports,
       devices: replica.devices.map((d) => ({ index: d.index, uuid: d.uuid })),
+      // Delivered again after a restart: the executor follows what already runs from here on.
+      ...(Number(replica.output_offset) > 0 ? { outputOffset: Number(replica.output_offset) } : {}),
     };
-    const live = this.track(key, workload.id, replica.replica, replica.epoch, executor, 0, ports);
+    const live = this.track(key, workload.id, replica.replica, replica.epoch, executor, Number(replica.output_offset), ports);
     try {
       const { handle } = await executor.start(launch, this.reporter(live));
       live.handle = handle;
@@ -548,10 +554,13 @@ export async function settle(db: Knex, changes: Changes, workloadId: string, end
   }
   if (kind === 'preempted') {
     await resetReplicas();
+    // Name the preemptor as the preemption event did, and say how often this one has yielded.
+    const by = (await db('workloads').where({ id: note }).first('name', 'priority')) as { name: string; priority: string } | undefined;
+    const count = w.preemptions + 1;
     await transition(db, changes, workloadId, {
       from: [w.state],
       to: 'pending',
-      reason: `preempted by ${note}; back in the queue`,
+      reason: `preempted by ${by ? `${by.name} (${note}, priority ${by.priority})` : note}, ${count} preemption${count === 1 ? '' : 's'} so far; back in the queue`,
       patch: { preemptions: w.preemptions + 1, stopping: null, started_at: null },
     });
     return;

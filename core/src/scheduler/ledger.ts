@@ -68,19 +68,27 @@ export async function markMissingNodes(db: Knex, agent: string, seen: string[]):
   await db('nodes').where({ agent }).whereNotIn('id', seen).update({ state: 'offline' });
 }
 
+async function sequentially(queries: (() => Promise<unknown>)[]): Promise<unknown[]> {
+  const out: unknown[] = [];
+  for (const query of queries) out.push(await query());
+  return out;
+}
+
 /** The cluster as placement sees it: ready nodes, present cards, and every live reservation. */
 export async function loadCluster(db: Knex): Promise<{ nodes: NodeState[]; byId: Map<string, NodeState>; devices: Map<string, DeviceState> }> {
-  const [nodeRows, deviceRows, reservations, cpuReplicas] = await Promise.all([
+  // On a transaction (a submission) the queries must run one after another: one connection.
+  const all = (db as { isTransaction?: boolean }).isTransaction ? sequentially : (qs: (() => Promise<unknown>)[]) => Promise.all(qs.map((q) => q()));
+  const [nodeRows, deviceRows, reservations, cpuReplicas] = (await all([
     // A node whose agent (the core that registered it) has not been heard of for a while gets no new work.
-    db('nodes').where({ state: 'ready' }).whereRaw(`seen_at > now() - interval '${NODE_STALE_SECONDS} seconds'`).orderBy('id').select('id', 'address', 'executors', 'labels'),
-    db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib'),
-    db('gpu_reservations').whereRaw('upper_inf(held)').select('device_id', db.raw('lower(memory) as lo'), db.raw('upper(memory) as hi')),
-    db('workload_replicas')
+    () => db('nodes').where({ state: 'ready' }).whereRaw(`seen_at > now() - interval '${NODE_STALE_SECONDS} seconds'`).orderBy('id').select('id', 'address', 'executors', 'labels'),
+    () => db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib'),
+    () => db('gpu_reservations').whereRaw('upper_inf(held)').select('device_id', db.raw('lower(memory) as lo'), db.raw('upper(memory) as hi')),
+    () => db('workload_replicas')
       .whereIn('state', ['placed', 'starting', 'running', 'ready'])
       .whereRaw("devices = '[]'::jsonb")
       .groupBy('node_id')
       .select('node_id', db.raw('count(*)::int as n')),
-  ]);
+  ])) as [unknown[], unknown[], unknown[], unknown[]];
   const byId = new Map<string, NodeState>();
   const nodes: NodeState[] = [];
   for (const n of nodeRows as { id: string; address: string; executors: string[]; labels: Record<string, string> }[]) {

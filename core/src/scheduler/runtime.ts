@@ -196,8 +196,14 @@ export class SchedulerRuntime {
   service(owner: string): WorkloadsService {
     const db = this.options.db;
     return {
-      submit: async (spec, { user }) => {
+      submit: async (spec, { user, within }) => {
         const changes = new Changes();
+        if (within) {
+          // In the request's transaction; announced once it commits.
+          const row = await this.scheduler.submit(within.db, spec, { user, owner }, changes);
+          within.afterCommit(() => this.publish(changes));
+          return (await readWorkload(within.db, row.id)) as Workload;
+        }
         const id = await db.transaction(async (trx) => (await this.scheduler.submit(trx, spec, { user, owner }, changes)).id);
         await this.publish(changes);
         return (await readWorkload(db, id)) as Workload;
@@ -205,7 +211,13 @@ export class SchedulerRuntime {
       get: (id) => readWorkload(db, id),
       cancel: async (id, options = {}) => {
         const changes = new Changes();
-        await db.transaction((trx) => this.scheduler.cancel(trx, id, options.reason ?? `cancelled by ${owner}`, changes));
+        const reason = options.reason ?? `cancelled by ${owner}`;
+        if (options.within) {
+          await this.scheduler.cancel(options.within.db, id, reason, changes);
+          options.within.afterCommit(() => this.publish(changes));
+          return (await readWorkload(options.within.db, id)) as Workload;
+        }
+        await db.transaction((trx) => this.scheduler.cancel(trx, id, reason, changes));
         await this.publish(changes);
         return (await readWorkload(db, id)) as Workload;
       },

@@ -23,6 +23,12 @@ export const WORKLOADS_TOPIC = 'workloads';
 /** Any core replica may take the scheduler's role; this advisory lock makes sure only one does. */
 const LEADER_LOCK_KEY = 0x61697074; // "aipt"
 const PASS_LIMIT = 20_000;
+/**
+ * Passes run when something changes (a submission, a release: the `workloads` topic nudges every
+ * core); this timer only catches what a lost nudge missed, so an idle core does little work (the
+ * embedded database runs in the core's own thread).
+ */
+const FALLBACK_PASS_MS = 3000;
 const CHUNK = 400;
 
 export interface SchedulerOptions {
@@ -96,7 +102,7 @@ export class Scheduler {
       this.tickTimer = setTimeout(() => {
         this.nudge();
         if (!this.stopped) tick();
-      }, 1000);
+      }, FALLBACK_PASS_MS);
       this.tickTimer.unref();
     };
     tick();
@@ -305,8 +311,9 @@ export class Scheduler {
 
   private async pass(): Promise<void> {
     const { db } = this.options;
-    const [cluster, pending, quotas, classes] = await Promise.all([loadCluster(db), this.loadPending(), listQuotas(db), this.priorityClasses()]);
+    const pending = await this.loadPending();
     if (pending.length === 0) return;
+    const [cluster, quotas, classes] = await Promise.all([loadCluster(db), listQuotas(db), this.priorityClasses()]);
     const quotaByTeam = new Map(quotas.map((q) => [q.team, q]));
     const inUse = quotas.length > 0 ? await gpusInUse(db) : new Map<string, number>();
     const hoursLeft = await this.hoursLeft(quotas);
@@ -343,6 +350,12 @@ export class Scheduler {
       }
       this.decisions++;
       if (grants.length === 0) {
+        // Whole cards beyond the team's quota: freeing cards would not let it run, so preempt nothing.
+        const wanted = row.gpu_memory_mib ? 0 : row.gpus * item.replicas.length;
+        if (quota?.gpus !== null && quota?.gpus !== undefined && (inUse.get(row.team_id) ?? 0) + wanted > quota.gpus + 1e-9) {
+          reasons.set(row.id, `waiting for team quota: ${round(inUse.get(row.team_id) ?? 0)} of ${quota.gpus} GPUs in use, this needs ${round(wanted)} more`);
+          continue;
+        }
         reasons.set(row.id, `${describeShortage(cluster.nodes, request)}${gang && row.replicas > 1 ? `, for each of ${row.replicas} replicas placed together` : ''}`);
         if (this.options.preemption) preemptionFor.push(item);
         continue;
@@ -365,6 +378,11 @@ export class Scheduler {
     }
 
     await this.commitPlacements(placements);
+    if (preemptionFor.length > 0) {
+      // A workload whose victims are still stopping keeps saying so, not that cards are short.
+      const stopping = (await db('workloads').whereLike('stopping', 'preempted:%').pluck('stopping')) as string[];
+      for (const s of stopping) reasons.delete(s.slice('preempted:'.length));
+    }
     await this.writeReasons(reasons);
     if (preemptionFor.length > 0) await this.preempt(preemptionFor, cluster.nodes, cluster.byId, classes);
   }
@@ -521,6 +539,17 @@ export class Scheduler {
         bindings,
       )) as { rows: unknown[] };
       if (replicaRows.length !== replicaValues.length) throw new Error('replicas changed while they were being placed');
+      if (others.length > 0) {
+        // A running service whose last waiting replica was just placed no longer waits for anything.
+        await trx('workloads')
+          .whereIn(
+            'id',
+            others.map((p) => p.row.id),
+          )
+          .whereNotExists(trx('workload_replicas').whereRaw('workload_replicas.workload_id = workloads.id').where('workload_replicas.state', 'pending'))
+          .whereLike('reason', 'waiting for %')
+          .update({ reason: null });
+      }
     });
     await this.options.onChanges(changes);
   }

@@ -333,12 +333,17 @@ describe('LocalExecutor', () => {
       await waitFor(() => rec.text.includes('ready'), 'the command to start');
 
       await expect(ex.start(launch, new Recorder().reporter)).rejects.toThrow(/is already running/);
-      // Another core process (or an executor that lost its memory) is fenced by the run folder.
-      await expect(executor().start(launch, new Recorder().reporter)).rejects.toThrow(/is already running/);
+      // Another core process (or one restarted before it recorded the start) is fenced by the run
+      // folder: it follows the running command instead of starting it again.
+      const redelivered = new Recorder();
+      const again = await executor().start(launch, redelivered.reporter);
+      expect(again.handle.pid).toBe(handle.pid);
+      expect(redelivered.started?.pid).toBe(handle.pid);
       expect(readFileSync(counter, 'utf8')).toBe('x');
 
       await ex.stop(handle, { graceSeconds: 5 });
       await rec.exited();
+      expect(await redelivered.exited()).toEqual(await rec.exited());
     });
 
     it('lets only one of two simultaneous starts through', async () => {

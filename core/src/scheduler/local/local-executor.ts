@@ -107,7 +107,10 @@ export class LocalExecutor implements Executor {
           throw err;
         },
       );
-      if (!created) return await this.resume(runDir, what, reporter);
+      if (!created) {
+        const resumed = await this.resume(runDir, what, reporter, launch.outputOffset ?? 0);
+        if (resumed) return resumed;
+      }
 
       await writeFile(
         join(runDir, 'launch.json'),
@@ -188,22 +191,30 @@ export class LocalExecutor implements Executor {
     this.followers.clear();
   }
 
-  /** A run folder already exists for this epoch: refuse if it runs, follow it if it finished. */
-  private async resume(runDir: string, what: string, reporter: ReplicaReporter): Promise<{ handle: LocalReplicaHandle }> {
-    const supervisorPid = await readPid(join(runDir, 'supervisor.pid'));
-    if (!(await readExit(runDir)) && isSupervisorAlive(supervisorPid, runDir)) {
-      throw new Error(`${what} is already running (supervisor pid ${supervisorPid})`);
-    }
-    // Read again: it may have finished between the two looks.
-    if (!(await readExit(runDir))) {
-      throw new Error(
-        `${what} already has a run folder (${runDir}) with neither a live supervisor nor an exit record: ` +
-          'a start under way elsewhere, or one that was interrupted; start it under a new epoch',
-      );
+  /**
+   * A run folder already exists for this epoch: the replica is being delivered again (the core
+   * restarted between starting it and recording that it had). Never start the command a second
+   * time: follow it when its supervisor lives or it finished (from `outputOffset`, where the stored
+   * output ends), report it lost when its supervisor died without an exit record. Only a folder
+   * whose supervisor never came to be (the start was cut off before the spawn) is started now:
+   * resolves undefined for that.
+   */
+  private async resume(runDir: string, what: string, reporter: ReplicaReporter, outputOffset: number): Promise<{ handle: LocalReplicaHandle } | undefined> {
+    let supervisorPid = await readPid(join(runDir, 'supervisor.pid'));
+    if (!supervisorPid && !(await readExit(runDir))) {
+      // A supervisor spawned just before a crash writes its pid first thing: give it a moment.
+      await new Promise((r) => setTimeout(r, 1500));
+      supervisorPid = await readPid(join(runDir, 'supervisor.pid'));
+      if (!supervisorPid && !(await readExit(runDir))) {
+        this.logger?.info({ runDir }, `${what}: its start was cut off before the supervisor ran; starting it now`);
+        return undefined;
+      }
     }
     const handle: LocalReplicaHandle = { runDir, supervisorPid, pid: await readPid(join(runDir, 'child.pid')) };
+    this.logger?.info({ runDir }, `${what} was started before: following it instead of starting it again`);
     safely(this.logger, () => reporter.started(handle.pid ? { pid: handle.pid } : {}));
-    this.follow(handle, reporter, 0);
+    // The follower reports the exit record, or `lost` when the supervisor is gone without one.
+    this.follow(handle, reporter, outputOffset);
     return { handle };
   }
 
