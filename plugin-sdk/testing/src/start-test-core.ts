@@ -101,9 +101,15 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
  * as the admin. Embedded by default, so nothing needs to be running.
  */
 export async function startTestCore(options: TestCoreOptions = {}): Promise<TestCore> {
+  return startOwned(options, undefined);
+}
+
+/** `owned`: what a restarted core inherits from its predecessor (the temp folder and database it made). */
+async function startOwned(options: TestCoreOptions, owned: { dataDir: boolean; dropDatabase?: () => Promise<void> } | undefined): Promise<TestCore> {
   const dataDir = options.dataDir ?? (await preparedDataDir());
+  const ownsDataDir = owned?.dataDir ?? !options.dataDir;
   let databaseUrl = options.databaseUrl;
-  let dropDatabase: (() => Promise<void>) | undefined;
+  let dropDatabase: (() => Promise<void>) | undefined = owned?.dropDatabase;
   if (!databaseUrl && testDatabaseKind(options) === 'postgres') {
     const created = await createTestDatabase();
     databaseUrl = created.url;
@@ -154,7 +160,8 @@ export async function startTestCore(options: TestCoreOptions = {}): Promise<Test
     },
     async restart() {
       await handle.stop({ keep: true });
-      return startTestCore({ ...options, dataDir, databaseUrl });
+      // The new core cleans up what this one made when it stops for good.
+      return startOwned({ ...options, dataDir, databaseUrl }, { dataDir: ownsDataDir, dropDatabase });
     },
     async stop(stopOptions = {}) {
       if (stopped) return;
@@ -164,7 +171,7 @@ export async function startTestCore(options: TestCoreOptions = {}): Promise<Test
         // Replicas of the local executor outlive a core by design (the next one re-attaches); a
         // test core that is gone for good takes them with it.
         killLocalReplicas(path.join(dataDir, 'runs'));
-        if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+        if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true });
         await dropDatabase?.();
       }
     },

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { definePlugin, defineWaterfallHook, type PluginManifest } from '@aiplat/plugin-sdk';
 import { mockServices, startTestCore } from '../src/index.js';
@@ -16,6 +18,28 @@ describe('startTestCore', () => {
       await core.stop();
     }
     await expect(fetch(`${core.url}/api/v1/health`)).rejects.toThrow();
+    expect(existsSync(core.dataDir)).toBe(false);
+  });
+
+  it('keeps the data over a restart, and the restarted core cleans up what the first one made', async () => {
+    const first = await startTestCore();
+    const created = await first.client.post('/api/v1/teams', { name: 'kept' });
+    expect(created.status).toBe(201);
+    const second = await first.restart();
+    try {
+      expect(second.dataDir).toBe(first.dataDir);
+      expect((await second.client.get('/api/v1/teams')).body.items.map((t: { name: string }) => t.name)).toContain('kept');
+    } finally {
+      await second.stop();
+    }
+    expect(existsSync(first.dataDir)).toBe(false);
+    if (second.databaseUrl) {
+      const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+      await client.connect();
+      const { rows } = await client.query('select 1 from pg_database where datname = $1', [new URL(second.databaseUrl).pathname.slice(1)]);
+      await client.end();
+      expect(rows).toEqual([]);
+    }
   });
 });
 
