@@ -175,6 +175,10 @@ export interface ReplicaLaunch {
   /** Host ports given to the spec's named ports. */
   ports: Record<string, number>;
   devices: { index: number; uuid: string }[];
+  /** The node is simulated (a fake nvidia-smi): its `devices` do not exist, so ask the engine for no GPUs. */
+  simulated: boolean;
+  /** The node's labels. */
+  nodeLabels: Record<string, string>;
   /**
    * Set when the replica is delivered again after a core restart (the same epoch): where its
    * stored output ends. An executor that finds the replica already started follows it from there
@@ -195,6 +199,14 @@ export interface ReplicaReporter {
 /** Contributed to `scheduler.executors`. `handle` is JSON the scheduler stores, to re-attach after a restart. */
 export interface Executor {
   name: string;
+  /**
+   * Problems with a spec this executor would have (no image, a mount it cannot make, an image the
+   * engine does not have), each a sentence a person can act on: the submission is refused with them
+   * (422). Called at submission, before anything is stored.
+   */
+  validate?(spec: WorkloadSpec): string[] | Promise<string[]>;
+  /** Runs on this core's machine (the local node and simulated nodes take it); false for remote engines and clusters. */
+  local?: boolean;
   start(launch: ReplicaLaunch, reporter: ReplicaReporter): Promise<{ handle: Record<string, unknown> }>;
   /** After a core restart: follow a replica started earlier (its output from `outputOffset` on). */
   attach(handle: Record<string, unknown>, reporter: ReplicaReporter, options: { outputOffset: number }): Promise<void>;

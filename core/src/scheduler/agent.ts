@@ -250,6 +250,7 @@ export class Agent {
     const spec = workload.spec;
     const ports: Record<string, number> = {};
     for (const port of spec.ports ?? []) ports[port.name] = await freePort();
+    const node = (await this.options.db('nodes').where({ id: replica.node_id! }).first('simulated', 'labels')) as { simulated: boolean; labels: Record<string, string> } | undefined;
     const master = (await this.options.db('workload_replicas as r')
       .join('nodes as n', 'n.id', 'r.node_id')
       .where({ 'r.workload_id': workload.id, 'r.replica': 0 })
@@ -279,6 +280,8 @@ export class Agent {
       env,
       ports,
       devices: replica.devices.map((d) => ({ index: d.index, uuid: d.uuid })),
+      simulated: node?.simulated ?? false,
+      nodeLabels: node?.labels ?? {},
       // Delivered again after a restart: the executor follows what already runs from here on.
       ...(Number(replica.output_offset) > 0 ? { outputOffset: Number(replica.output_offset) } : {}),
     };

@@ -52,6 +52,7 @@ export class SchedulerRuntime {
   readonly local: LocalExecutor;
   private readonly ownNodes = new Set<string>();
   private subscription: { unsubscribe(): void } | undefined;
+  private pluginsSubscription: { unsubscribe(): void } | undefined;
   private discoverTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
@@ -111,6 +112,10 @@ export class SchedulerRuntime {
       this.agent.nudge();
       this.scheduler.nudge();
     });
+    // A plugin enabled or disabled may add or take away executors and device providers.
+    this.pluginsSubscription = this.options.events.subscribe('plugins', () => {
+      void this.discover().then(() => this.scheduler.nudge());
+    });
     await this.agent.start();
     await this.scheduler.start();
     const again = () => {
@@ -130,6 +135,7 @@ export class SchedulerRuntime {
     clearTimeout(this.discoverTimer);
     clearInterval(this.heartbeatTimer);
     this.subscription?.unsubscribe();
+    this.pluginsSubscription?.unsubscribe();
     await this.scheduler.stop();
     await this.agent.stop();
     await this.local.close();
@@ -138,19 +144,29 @@ export class SchedulerRuntime {
   /** Ask every device provider for its nodes and cards and write them to the ledger. */
   async discover(): Promise<void> {
     const seen: string[] = [];
+    let failed = false;
+    // This machine's nodes (its own, the simulated ones) run every executor that runs locally.
+    const localExecutors = this.executors()
+      .filter((e) => e.local)
+      .map((e) => e.name);
     for (const provider of this.providers()) {
       try {
-        const nodes = await provider.discover();
+        let nodes = await provider.discover();
+        if (provider.name === 'local' || provider.name === 'simulated') {
+          nodes = nodes.map((n) => ({ ...n, executors: [...new Set([...n.executors, ...localExecutors])] }));
+        }
         await syncNodes(this.options.db, this.options.instanceId, provider.name, nodes);
         for (const node of nodes) {
           seen.push(node.id);
           this.ownNodes.add(node.id);
         }
       } catch (error) {
+        failed = true;
         this.options.logger.warn({ provider: provider.name, err: (error as Error).message }, 'device discovery failed');
       }
     }
-    await markMissingNodes(this.options.db, this.options.instanceId, seen);
+    // A provider that failed this time says nothing about its nodes: take none offline.
+    if (!failed) await markMissingNodes(this.options.db, this.options.instanceId, seen);
   }
 
   /** Tell the world about committed state changes: the stream, the `workloads.stateChanged` hook, the agent. */

@@ -206,8 +206,10 @@ export class Scheduler {
       throw new AiplatError('forbidden', `You may not submit workloads for team "${team}"`, { permission: 'workloads:create', team });
     }
     const executorName = spec.executor ?? 'local';
-    const executors = this.options.executors().map((e) => e.name);
-    if (!executors.includes(executorName)) problems.push(`there is no executor "${executorName}" (known: ${executors.join(', ')})`);
+    const executors = this.options.executors();
+    const executor = executors.find((e) => e.name === executorName);
+    if (!executor) problems.push(`there is no executor "${executorName}" (known: ${executors.map((e) => e.name).join(', ')})`);
+    else if (executor.validate) problems.push(...(await executor.validate(spec)));
     const priority = (await db('priority_classes').where({ name: spec.priority ?? 'normal' }).first('value')) as { value: number } | undefined;
     if (!priority) {
       const names = ((await db('priority_classes').orderBy('value').pluck('name')) as string[]).join(', ');

@@ -46,6 +46,8 @@ function launchOf(command: string[], extra: Partial<ReplicaLaunch> = {}): Replic
     replica: 0,
     epoch: 1,
     nodeId: 'local',
+    simulated: false,
+    nodeLabels: {},
     spec: { name: 'test', kind: 'job', command },
     env: {},
     ports: {},

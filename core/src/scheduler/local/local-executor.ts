@@ -68,6 +68,7 @@ type SpawnResult = { supervisorPid: number; pid: number } | { supervisorPid: num
 
 export class LocalExecutor implements Executor {
   readonly name = 'local';
+  readonly local = true;
   private readonly runsDir: string;
   private readonly logger: Logger | undefined;
   private readonly pollMs: number;

@@ -22,7 +22,7 @@ try {
     let ended!: () => void;
     const done = new Promise<void>((resolve) => (ended = resolve));
     await executor.start(
-      { workloadId: `latency-${i}`, replica: 0, epoch: 1, nodeId: 'local', spec: { name: 'latency', kind: 'job', command: ['/bin/true'] }, env: {}, ports: {}, devices: [] },
+      { workloadId: `latency-${i}`, replica: 0, epoch: 1, nodeId: 'local', spec: { name: 'latency', kind: 'job', command: ['/bin/true'] }, env: {}, ports: {}, devices: [], simulated: false, nodeLabels: {} },
       {
         started: () => (startedAfter = performance.now() - begun),
         output: () => undefined,
