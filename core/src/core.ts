@@ -186,6 +186,8 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       stopGrace: config.stopGrace,
       simulatedGpus: config.simulatedGpus,
       simulatedNodes: config.simulatedNodes,
+      gpuSampleSeconds: config.gpuSampleSeconds,
+      gpuMetricsRetentionHours: config.gpuMetricsRetentionHours,
       canInTeam: (principal, permission, team) => identity.canInTeam(principal, permission, team),
       teamExists: (team) => identity.teamExists(team),
     });
@@ -406,7 +408,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     logger.flush();
 
     await auditService.start();
-    await schedulerRuntime.start();
+    await schedulerRuntime.start(metrics.registry);
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {

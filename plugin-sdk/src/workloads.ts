@@ -156,11 +156,53 @@ export interface DiscoveredNode {
   memoryMiB?: number;
 }
 
-/** Contributed to `scheduler.deviceProviders`: tells the ledger which nodes and cards exist. */
+/** A process on a card, as the vendor tool reports it. */
+export interface DeviceProcess {
+  pid: number;
+  name: string | null;
+  usedMemoryMiB: number | null;
+}
+
+/** One card's live state at one moment. Vendor-neutral: fields a tool cannot tell are null. */
+export interface DeviceSample {
+  /** The device's `index` as discovered. */
+  index: number;
+  utilizationPercent: number | null;
+  memoryUsedMiB: number | null;
+  memoryTotalMiB: number;
+  temperatureC: number | null;
+  powerW: number | null;
+  processes: DeviceProcess[];
+}
+
+export interface NodeSample {
+  nodeId: string;
+  devices: DeviceSample[];
+}
+
+/**
+ * Contributed to `scheduler.deviceProviders`: tells the ledger which nodes and cards exist and,
+ * with `sample`, how they are doing. NVIDIA's (`nvidia-smi`) is the core's; other vendors (Ascend
+ * `npu-smi`, ROCm `amd-smi`, Apple) are providers of the same shape.
+ */
 export interface DeviceProvider {
   name: string;
   discover(): Promise<DiscoveredNode[]>;
+  /** Live state of every card of the provider's nodes (sampled every AIPLAT_GPU_SAMPLE_SECONDS). */
+  sample?(): Promise<NodeSample[]>;
 }
+
+/** What `devices.sampled` taps receive after every sampling round. */
+export interface DevicesSampledEvent {
+  /** RFC 3339 time of the round. */
+  at: string;
+  samples: (DeviceSample & { deviceId: string; nodeId: string; model: string; simulated: boolean })[];
+}
+
+export const deviceHooks = {
+  /** Every sampling round of every card (alerts tap it). */
+  sampled: defineSeriesHook<[DevicesSampledEvent]>('devices.sampled'),
+} as const;
 
 /** What the scheduler hands an executor for one replica. */
 export interface ReplicaLaunch {

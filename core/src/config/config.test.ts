@@ -49,7 +49,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ AIPLAT_CONFIG_FILE: 'aiplat.yaml', PORT: '7001' }, dir).port).toBe(7001);
     writeFileSync(path.join(dir, 'bad.yaml'), 'port: high\ncolour: red\n');
     const found = problems({ AIPLAT_CONFIG_FILE: 'bad.yaml' }, dir);
-    expect(found).toContain(`${path.join(dir, 'bad.yaml')}: unknown setting "colour" (known: port, host, dataDir, databaseUrl, redisUrl, adminPassword, secretKey, logLevel, publicUrl, pluginDirs, metricsToken, accessTokenTtl, shutdownGrace, webDir, passwordMinLength, auditHeadFile, auditHeadInterval, nodeId, schedulerStrategy, schedulerPreemption, quotaTimeZone, stopGrace, simulatedGpus, simulatedNodes, oidc)`);
+    expect(found).toContain(`${path.join(dir, 'bad.yaml')}: unknown setting "colour" (known: port, host, dataDir, databaseUrl, redisUrl, adminPassword, secretKey, logLevel, publicUrl, pluginDirs, metricsToken, accessTokenTtl, shutdownGrace, webDir, passwordMinLength, auditHeadFile, auditHeadInterval, nodeId, schedulerStrategy, schedulerPreemption, quotaTimeZone, stopGrace, simulatedGpus, simulatedNodes, gpuSampleSeconds, gpuMetricsRetentionHours, oidc)`);
     expect(found).toContain('bad.yaml (port) is "high": expected a TCP port number between 0 and 65535');
     expect(problems({ AIPLAT_CONFIG_FILE: 'missing.yaml' }, dir)).toEqual([`AIPLAT_CONFIG_FILE: ${path.join(dir, 'missing.yaml')} does not exist`]);
   });

@@ -48,6 +48,10 @@ export interface CoreConfig {
   simulatedGpus: string | undefined;
   /** How many simulated nodes carry the simulated GPUs. */
   simulatedNodes: number;
+  /** Seconds between two samples of every card (utilisation, memory, temperature, power, processes). */
+  gpuSampleSeconds: number;
+  /** Hours GPU samples are kept. */
+  gpuMetricsRetentionHours: number;
 }
 
 /** One entry per setting: the environment variable, the key in the optional config file, and its schema. */
@@ -84,6 +88,8 @@ const settings = {
   stopGrace: { env: 'AIPLAT_STOP_GRACE', schema: { type: 'integer', minimum: 0, maximum: 3600 }, default: 10 },
   simulatedGpus: { env: 'AIPLAT_SIMULATED_GPUS', schema: { type: 'string', minLength: 1 }, default: undefined },
   simulatedNodes: { env: 'AIPLAT_SIMULATED_NODES', schema: { type: 'integer', minimum: 1, maximum: 1000 }, default: 1 },
+  gpuSampleSeconds: { env: 'AIPLAT_GPU_SAMPLE_SECONDS', schema: { type: 'integer', minimum: 1, maximum: 3600 }, default: 15 },
+  gpuMetricsRetentionHours: { env: 'AIPLAT_GPU_METRICS_RETENTION_HOURS', schema: { type: 'integer', minimum: 1, maximum: 8760 }, default: 168 },
 } as const;
 
 type SettingKey = keyof typeof settings;
@@ -112,6 +118,8 @@ const hints: Partial<Record<SettingKey, string>> = {
   stopGrace: 'seconds between 0 and 3600',
   simulatedGpus: 'a capture name such as v100s-8, a100-mig, t4 or a5000-2 (core/simulated/nvidia-smi)',
   simulatedNodes: 'a number of nodes between 1 and 1000',
+  gpuSampleSeconds: 'seconds between 1 and 3600',
+  gpuMetricsRetentionHours: 'hours between 1 and 8760',
 };
 
 export class ConfigError extends Error {

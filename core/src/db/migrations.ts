@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { auditChainMigration } from '../audit/migration.js';
-import { schedulerMigration } from '../scheduler/migration.js';
+import { gpuSamplesMigration, schedulerMigration } from '../scheduler/migration.js';
 
 interface Migration {
   name: string;
@@ -200,6 +200,8 @@ const coreMigrations: Migration[] = [
   },
   // [scheduler] Nodes, GPUs, the reservation ledger, workloads, quotas: core/src/scheduler/migration.ts.
   { name: '0006_scheduler', up: schedulerMigration },
+  // GPU samples over time and memory held outside aiplat: core/src/scheduler/migration.ts.
+  { name: '0007_gpu_samples', up: gpuSamplesMigration },
 ];
 
 /** A knex migration source over in-code migrations, so no file globbing decides what runs. */

@@ -81,7 +81,7 @@ export async function loadCluster(db: Knex): Promise<{ nodes: NodeState[]; byId:
   const [nodeRows, deviceRows, reservations, cpuReplicas] = (await all([
     // A node whose agent (the core that registered it) has not been heard of for a while gets no new work.
     () => db('nodes').where({ state: 'ready' }).whereRaw(`seen_at > now() - interval '${NODE_STALE_SECONDS} seconds'`).orderBy('id').select('id', 'address', 'executors', 'labels'),
-    () => db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib'),
+    () => db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib', 'foreign_memory_mib'),
     () => db('gpu_reservations').whereRaw('upper_inf(held)').select('device_id', db.raw('lower(memory) as lo'), db.raw('upper(memory) as hi')),
     () => db('workload_replicas')
       .whereIn('state', ['placed', 'starting', 'running', 'ready'])
@@ -97,10 +97,13 @@ export async function loadCluster(db: Knex): Promise<{ nodes: NodeState[]; byId:
     byId.set(n.id, node);
   }
   const devices = new Map<string, DeviceState>();
-  for (const d of deviceRows as { id: string; node_id: string; index: number; uuid: string; model: string; memory_mib: number }[]) {
+  for (const d of deviceRows as { id: string; node_id: string; index: number; uuid: string; model: string; memory_mib: number; foreign_memory_mib: number }[]) {
     const node = byId.get(d.node_id);
     if (!node) continue;
-    const device: DeviceState = { id: d.id, nodeId: d.node_id, index: d.index, uuid: d.uuid, model: d.model, memoryMiB: d.memory_mib, used: [] };
+    const foreign = Math.min(d.memory_mib, Math.max(0, d.foreign_memory_mib));
+    const device: DeviceState = { id: d.id, nodeId: d.node_id, index: d.index, uuid: d.uuid, model: d.model, memoryMiB: d.memory_mib, used: [], foreignMiB: foreign };
+    // Memory held by processes outside aiplat is taken: the top of the card, so slices still fit below.
+    if (foreign > 0) device.used.push([d.memory_mib - foreign, d.memory_mib]);
     node.devices.push(device);
     devices.set(d.id, device);
   }

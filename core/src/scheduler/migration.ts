@@ -192,3 +192,27 @@ export async function schedulerMigration(knex: Knex): Promise<void> {
   });
   await knex.raw("alter table team_quotas add constraint team_quotas_period_check check (period in ('day', 'week', 'month'))");
 }
+
+/**
+ * 0007_gpu_samples: each card's live state over time (utilisation, memory, temperature, power,
+ * processes), kept for AIPLAT_GPU_METRICS_RETENTION_HOURS, and the memory processes outside aiplat
+ * hold on each card (the ledger counts it as taken).
+ */
+export async function gpuSamplesMigration(knex: Knex): Promise<void> {
+  await knex.schema.createTable('gpu_samples', (t) => {
+    t.bigIncrements('id').primary();
+    t.text('device_id').notNullable().references('gpu_devices.id').onDelete('CASCADE');
+    t.timestamp('at', { useTz: true }).notNullable();
+    t.double('utilization_percent');
+    t.double('memory_used_mib');
+    t.double('memory_total_mib');
+    t.double('temperature_c');
+    t.double('power_w');
+    t.jsonb('processes').notNullable().defaultTo('[]');
+    t.index(['device_id', 'at']);
+    t.index(['at']);
+  });
+  await knex.schema.alterTable('gpu_devices', (t) => {
+    t.integer('foreign_memory_mib').notNullable().defaultTo(0);
+  });
+}

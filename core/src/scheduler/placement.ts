@@ -14,8 +14,10 @@ export interface DeviceState {
   uuid: string;
   model: string;
   memoryMiB: number;
-  /** Reserved memory ranges [lo, hi), sorted by lo. */
+  /** Reserved memory ranges [lo, hi), sorted by lo (memory held outside aiplat is one of them, at the top). */
   used: [number, number][];
+  /** MiB held by processes aiplat did not start. */
+  foreignMiB?: number;
 }
 
 export interface NodeState {

@@ -264,10 +264,22 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         const byNode = new Map<string, Record<string, unknown>[]>();
         for (const d of devices as { id: string; node_id: string; index: number; uuid: string; model: string; memory_mib: number; details: Record<string, unknown> }[]) {
           const state = cluster.devices.get(d.id);
-          const reserved = state ? usedMiB(state) : 0;
+          const foreign = state?.foreignMiB ?? 0;
+          const reserved = state ? usedMiB(state) - foreign : 0;
           byNode.set(d.node_id, [
             ...(byNode.get(d.node_id) ?? []),
-            { id: d.id, index: d.index, uuid: d.uuid, model: d.model, memoryMiB: d.memory_mib, reservedMiB: reserved, free: reserved === 0, details: d.details },
+            {
+              id: d.id,
+              index: d.index,
+              uuid: d.uuid,
+              model: d.model,
+              memoryMiB: d.memory_mib,
+              reservedMiB: reserved,
+              // Held by processes aiplat did not start: counted as taken.
+              foreignMiB: foreign,
+              free: reserved === 0 && foreign === 0,
+              details: d.details,
+            },
           ]);
         }
         return {
@@ -285,6 +297,47 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
             seenAt: iso(n.seen_at),
             gpus: byNode.get(n.id) ?? [],
           })),
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/nodes/:node/gpus/:index/metrics',
+      summary: "One card's samples over time (utilisation, memory, temperature, power), averaged into at most ~500 points",
+      tags: ['gpus'],
+      permission: 'nodes:read',
+      params: { type: 'object', properties: { node: { type: 'string', minLength: 1, maxLength: 100 }, index: { type: 'integer', minimum: 0, maximum: 10000 } } },
+      query: {
+        type: 'object',
+        properties: {
+          from: { type: 'string', format: 'date-time', description: 'default: an hour ago' },
+          to: { type: 'string', format: 'date-time', description: 'default: now' },
+        },
+      },
+      handler: async (ctx) => {
+        const { node, index } = ctx.params as unknown as { node: string; index: number };
+        const device = (await ctx.db('gpu_devices').where({ node_id: node, index }).first('id', 'model', 'memory_mib')) as { id: string; model: string; memory_mib: number } | undefined;
+        if (!device) throw new AiplatError('not_found', `No GPU ${index} on node ${node}`);
+        const q = ctx.query as { from?: string; to?: string };
+        const to = q.to ? new Date(q.to) : new Date();
+        const from = q.from ? new Date(q.from) : new Date(to.getTime() - 3600_000);
+        if (from >= to) throw new AiplatError('validation_failed', '"from" must be before "to"', { field: 'from' });
+        const step = Math.max(1, Math.ceil((to.getTime() - from.getTime()) / 1000 / 500));
+        const { rows } = (await ctx.db.raw(
+          `select date_bin(make_interval(secs => ?), at, ?::timestamptz) as t,
+                  avg(utilization_percent) as util, avg(memory_used_mib) as used, avg(temperature_c) as temp, avg(power_w) as power
+             from gpu_samples where device_id = ? and at >= ? and at < ? group by 1 order by 1`,
+          [step, from, device.id, from, to],
+        )) as { rows: { t: Date | string; util: number | null; used: number | null; temp: number | null; power: number | null }[] };
+        const point = (value: number | null) => (value === null ? null : Math.round(Number(value) * 100) / 100);
+        return {
+          deviceId: device.id,
+          model: device.model,
+          memoryMiB: device.memory_mib,
+          from: from.toISOString(),
+          to: to.toISOString(),
+          stepSeconds: step,
+          points: rows.map((r) => ({ at: iso(r.t), utilizationPercent: point(r.util), memoryUsedMiB: point(r.used), temperatureC: point(r.temp), powerW: point(r.power) })),
         };
       },
     },

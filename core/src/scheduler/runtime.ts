@@ -1,7 +1,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Knex } from 'knex';
+import type { Registry } from 'prom-client';
 import {
+  deviceHooks,
   schedulerExtensionPoints,
   workloadHooks,
   type DeviceProvider,
@@ -20,6 +22,7 @@ import { LocalExecutor } from './local/local-executor.js';
 import type { Strategy } from './placement.js';
 import { Scheduler, WORKLOADS_TOPIC } from './scheduler.js';
 import { Changes, readWorkload } from './store.js';
+import { GpuSampler } from './sampler.js';
 
 export interface SchedulerRuntimeOptions {
   db: Knex;
@@ -37,6 +40,8 @@ export interface SchedulerRuntimeOptions {
   stopGrace: number;
   simulatedGpus: string | undefined;
   simulatedNodes: number;
+  gpuSampleSeconds: number;
+  gpuMetricsRetentionHours: number;
   canInTeam: (principal: Principal, permission: string, team: string) => boolean;
   teamExists: (team: string) => boolean;
 }
@@ -55,6 +60,7 @@ export class SchedulerRuntime {
   private pluginsSubscription: { unsubscribe(): void } | undefined;
   private discoverTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private sampler: GpuSampler | undefined;
 
   constructor(private readonly options: SchedulerRuntimeOptions) {
     const { hooks } = options;
@@ -62,6 +68,7 @@ export class SchedulerRuntime {
     hooks.declareExtensionPoint(schedulerExtensionPoints.deviceProviders, 'core');
     hooks.declareHook(workloadHooks.beforeSubmit, 'core');
     hooks.declareHook(workloadHooks.stateChanged, 'core');
+    hooks.declareHook(deviceHooks.sampled, 'core');
     this.local = new LocalExecutor({ runsDir: path.join(options.dataDir, 'runs'), logger: options.logger, graceSeconds: options.stopGrace });
     hooks.contribute(schedulerExtensionPoints.executors, 'core', this.local);
     const nodeId = options.nodeId ?? os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63);
@@ -104,7 +111,8 @@ export class SchedulerRuntime {
     return this.options.hooks.contributions(schedulerExtensionPoints.deviceProviders);
   }
 
-  async start(): Promise<void> {
+  /** `registry`: where the GPU gauges go (the core's /metrics). */
+  async start(registry?: Registry): Promise<void> {
     await this.discover();
     // Every state change anywhere (this core or another replica, through Redis) may mean work for
     // this core's agent or capacity for the scheduler.
@@ -129,11 +137,23 @@ export class SchedulerRuntime {
       heartbeat(this.options.db, this.options.instanceId).catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot refresh the nodes\' heartbeat'));
     }, NODE_HEARTBEAT_SECONDS * 1000);
     this.heartbeatTimer.unref();
+    this.sampler = new GpuSampler({
+      db: this.options.db,
+      logger: this.options.logger,
+      hooks: this.options.hooks,
+      providers: () => this.providers(),
+      nodes: () => this.ownNodes,
+      registry,
+      intervalSeconds: this.options.gpuSampleSeconds,
+      retentionHours: this.options.gpuMetricsRetentionHours,
+    });
+    this.sampler.start();
   }
 
   async stop(): Promise<void> {
     clearTimeout(this.discoverTimer);
     clearInterval(this.heartbeatTimer);
+    await this.sampler?.stop();
     this.subscription?.unsubscribe();
     this.pluginsSubscription?.unsubscribe();
     await this.scheduler.stop();

@@ -43,6 +43,7 @@ describe('parseNvidiaSmiXml on real captures', () => {
         migMode: null,
         minorNumber: 0,
         processes: 1,
+        processList: [{ pid: 37305, name: 'python', usedMemoryMiB: 31683 }],
       },
     });
     expect(parsed.devices[7]?.uuid).toBe('GPU-1d955959-c95b-4f40-2cac-100d3006ffe2');
@@ -72,6 +73,10 @@ describe('parseNvidiaSmiXml on real captures', () => {
             migMode: null,
             minorNumber: 0,
             processes: 2,
+            processList: [
+              { pid: 675, name: '/usr/lib/xorg/Xorg', usedMemoryMiB: 22 },
+              { pid: 5762, name: 'python', usedMemoryMiB: 1005 },
+            ],
           },
         },
       ],
@@ -101,6 +106,7 @@ describe('parseNvidiaSmiXml on real captures', () => {
       migMode: 'Enabled',
       minorNumber: 1,
       processes: 0,
+      processList: [],
       migParent: parent,
       gpuIndex: 0,
       migIndex: 0,
@@ -165,6 +171,7 @@ describe('parseNvidiaSmiXml edge cases', () => {
           migMode: 'Disabled',
           minorNumber: null,
           processes: 0,
+          processList: [],
         },
       },
     ]);

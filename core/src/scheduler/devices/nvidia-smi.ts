@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import type { DiscoveredDevice } from '@aiplat/plugin-sdk';
+import type { DeviceProcess, DeviceSample, DiscoveredDevice } from '@aiplat/plugin-sdk';
 
 export interface NvidiaSmiReport {
   driverVersion: string | null;
@@ -156,6 +156,7 @@ export function parseNvidiaSmiXml(xml: string): NvidiaSmiReport {
           memoryUsedMiB: mebibytes(at(gpu, 'fb_memory_usage', 'used')),
           utilizationPercent: quantity(at(gpu, 'utilization', 'gpu_util')),
           processes: processes.length,
+          processList: processes.map(processOf),
         },
       });
       return;
@@ -176,6 +177,7 @@ export function parseNvidiaSmiXml(xml: string): NvidiaSmiReport {
           // nvidia-smi does not measure utilisation per MIG instance; temperature and power are the card's.
           utilizationPercent: null,
           processes: processes.filter((p) => gi !== null && integer(at(p, 'gpu_instance_id')) === gi).length,
+          processList: processes.filter((p) => gi !== null && integer(at(p, 'gpu_instance_id')) === gi).map(processOf),
           migParent: cardUuid,
           gpuIndex: position,
           migIndex: integer(at(mig, 'index')),
@@ -188,6 +190,28 @@ export function parseNvidiaSmiXml(xml: string): NvidiaSmiReport {
   });
 
   return { driverVersion, cudaVersion, devices };
+}
+
+/** A `<process_info>`: its pid, name and the card memory it uses. */
+function processOf(p: unknown): DeviceProcess {
+  return { pid: integer(at(p, 'pid')) ?? 0, name: text(at(p, 'process_name')), usedMemoryMiB: mebibytes(at(p, 'used_memory')) };
+}
+
+/** The live state of each device of a report, in the shape every vendor's provider gives. */
+export function samplesOf(report: NvidiaSmiReport): DeviceSample[] {
+  return report.devices.map((d) => {
+    const details = (d.details ?? {}) as Record<string, unknown>;
+    const num = (value: unknown) => (typeof value === 'number' && Number.isFinite(value) ? value : null);
+    return {
+      index: d.index,
+      utilizationPercent: num(details.utilizationPercent),
+      memoryUsedMiB: num(details.memoryUsedMiB),
+      memoryTotalMiB: d.memoryMiB,
+      temperatureC: num(details.temperatureC),
+      powerW: num(details.powerDrawW),
+      processes: Array.isArray(details.processList) ? (details.processList as DeviceProcess[]) : [],
+    };
+  });
 }
 
 export interface QueryNvidiaSmiOptions {

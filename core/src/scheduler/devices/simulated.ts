@@ -8,8 +8,8 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { DeviceProvider, DiscoveredNode } from '@aiplat/plugin-sdk';
-import { queryNvidiaSmi } from './nvidia-smi.js';
+import type { DeviceProvider, DiscoveredNode, NodeSample } from '@aiplat/plugin-sdk';
+import { queryNvidiaSmi, samplesOf } from './nvidia-smi.js';
 
 const SIMULATED_DIR = fileURLToPath(new URL('../../../simulated/nvidia-smi/', import.meta.url));
 
@@ -63,17 +63,26 @@ export function simulatedProvider(options: SimulatedProviderOptions): DeviceProv
   }
   const executors = options.executors ?? ['local'];
 
+  const query = async () => {
+    const report = await queryNvidiaSmi({ binary: FAKE_NVIDIA_SMI, env: { ...process.env, AIPLAT_FAKE_NVIDIA_SMI_CAPTURE: capture } });
+    if (report === null) throw new Error(`the fake nvidia-smi is missing at ${FAKE_NVIDIA_SMI}; the simulated GPU mode needs it`);
+    return report;
+  };
+  const ids = Array.from({ length: options.nodes }, (_, i) => String(i + 1).padStart(3, '0'));
   return {
     name: 'simulated',
+    // The capture's readings, through the same exec-and-parse path (one run for every node).
+    async sample(): Promise<NodeSample[]> {
+      const samples = samplesOf(await query());
+      return ids.map((number) => ({ nodeId: `sim-${number}`, devices: structuredClone(samples) }));
+    },
     async discover(): Promise<DiscoveredNode[]> {
-      const report = await queryNvidiaSmi({ binary: FAKE_NVIDIA_SMI, env: { ...process.env, AIPLAT_FAKE_NVIDIA_SMI_CAPTURE: capture } });
-      if (report === null) throw new Error(`the fake nvidia-smi is missing at ${FAKE_NVIDIA_SMI}; the simulated GPU mode needs it`);
+      const report = await query();
       const labels: Record<string, string> = { 'aiplat.io/simulated': 'true' };
       const model = report.devices[0]?.model;
       if (model !== undefined) labels['aiplat.io/gpu-model'] = model;
 
-      return Array.from({ length: options.nodes }, (_, i) => {
-        const number = String(i + 1).padStart(3, '0');
+      return ids.map((number) => {
         return {
           id: `sim-${number}`,
           name: `simulated-${number}`,
@@ -105,6 +114,10 @@ export interface LocalNodeProviderOptions {
 export function localNodeProvider(options: LocalNodeProviderOptions): DeviceProvider {
   return {
     name: 'local',
+    async sample(): Promise<NodeSample[]> {
+      const report = await queryNvidiaSmi(options.binary !== undefined ? { binary: options.binary } : {});
+      return report ? [{ nodeId: options.nodeId, devices: samplesOf(report) }] : [];
+    },
     async discover(): Promise<DiscoveredNode[]> {
       const report = await queryNvidiaSmi(options.binary !== undefined ? { binary: options.binary } : {});
       return [

@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import type { Knex } from 'knex';
+import { Gauge, type Registry } from 'prom-client';
+import { deviceHooks, type DeviceProvider, type DevicesSampledEvent, type HookRegistry, type Logger, type NodeSample } from '@aiplat/plugin-sdk';
+
+export interface SamplerOptions {
+  db: Knex;
+  logger: Logger;
+  hooks: HookRegistry & { isUsed(ref: { id: string }): boolean };
+  providers: () => DeviceProvider[];
+  /** This core's nodes: only their cards are sampled here. */
+  nodes: () => ReadonlySet<string>;
+  registry: Registry | undefined;
+  intervalSeconds: number;
+  retentionHours: number;
+}
+
+/** The process group of a pid (field 5 of /proc/<pid>/stat), or undefined when it cannot be read. */
+export function processGroup(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may hold spaces: read after the last ")".
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[2]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Memory of a card used by processes aiplat did not start (a notebook, another scheduler's job):
+ * the ledger treats it as taken, so work is not placed on a card that is already full (GPUStack's
+ * #2852). A process is aiplat's when it runs in the process group of a live replica of this core.
+ */
+export function foreignMemoryMiB(processes: NodeSample['devices'][number]['processes'], aiplatGroups: ReadonlySet<number>, groupOf: (pid: number) => number | undefined = processGroup): number {
+  let sum = 0;
+  for (const p of processes) {
+    if (aiplatGroups.has(p.pid)) continue;
+    const group = groupOf(p.pid);
+    if (group !== undefined && aiplatGroups.has(group)) continue;
+    sum += p.usedMemoryMiB ?? 0;
+  }
+  return Math.round(sum);
+}
+
+/**
+ * Samples every card of this core's nodes on a timer: stores a time series (kept for
+ * `retentionHours`), sets Prometheus gauges, records memory held by processes outside aiplat,
+ * and calls the `devices.sampled` hook.
+ */
+export class GpuSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private lastPrune = 0;
+  private readonly gauges: Record<'util' | 'used' | 'total' | 'temp' | 'power' | 'foreign', Gauge<string>> | undefined;
+
+  constructor(private readonly options: SamplerOptions) {
+    if (options.registry) {
+      const labelNames = ['node', 'gpu', 'model', 'simulated'];
+      const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers: [options.registry!] });
+      this.gauges = {
+        util: gauge('aiplat_gpu_utilization_ratio', 'GPU utilisation, 0–1'),
+        used: gauge('aiplat_gpu_memory_used_bytes', 'GPU memory in use'),
+        total: gauge('aiplat_gpu_memory_total_bytes', 'GPU memory'),
+        temp: gauge('aiplat_gpu_temperature_celsius', 'GPU temperature'),
+        power: gauge('aiplat_gpu_power_watts', 'GPU power draw'),
+        foreign: gauge('aiplat_gpu_foreign_memory_bytes', 'GPU memory used by processes aiplat did not start'),
+      };
+    }
+  }
+
+  start(): void {
+    const tick = () => {
+      this.timer = setTimeout(() => {
+        this.running = this.round().catch((error: Error) => this.options.logger.warn({ err: error.message }, 'GPU sampling failed'));
+        void this.running.finally(tick);
+      }, this.options.intervalSeconds * 1000);
+      this.timer.unref();
+    };
+    this.running = this.round().catch((error: Error) => this.options.logger.warn({ err: error.message }, 'GPU sampling failed'));
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  async round(): Promise<void> {
+    const { db } = this.options;
+    const own = this.options.nodes();
+    const samples: NodeSample[] = [];
+    for (const provider of this.options.providers()) {
+      if (!provider.sample) continue;
+      try {
+        for (const node of await provider.sample()) if (own.has(node.nodeId)) samples.push(node);
+      } catch (error) {
+        this.options.logger.warn({ provider: provider.name, err: (error as Error).message }, 'a device provider could not sample its cards');
+      }
+    }
+    if (samples.length === 0) return;
+    const devices = (await db('gpu_devices as d')
+      .join('nodes as n', 'n.id', 'd.node_id')
+      .whereIn(
+        'd.node_id',
+        samples.map((s) => s.nodeId),
+      )
+      .where('d.present', true)
+      .select('d.id', 'd.node_id', 'd.index', 'd.model', 'd.foreign_memory_mib', 'n.simulated')) as { id: string; node_id: string; index: number; model: string; foreign_memory_mib: number; simulated: boolean }[];
+    const byKey = new Map(devices.map((d) => [`${d.node_id}/${d.index}`, d]));
+    const groups = await this.aiplatGroups([...own]);
+    const at = new Date();
+    const event: DevicesSampledEvent = { at: at.toISOString(), samples: [] };
+    const rows: Record<string, unknown>[] = [];
+    const foreignChanges: { id: string; mib: number }[] = [];
+    for (const node of samples) {
+      for (const sample of node.devices) {
+        const device = byKey.get(`${node.nodeId}/${sample.index}`);
+        if (!device) continue;
+        rows.push({
+          device_id: device.id,
+          at,
+          utilization_percent: sample.utilizationPercent,
+          memory_used_mib: sample.memoryUsedMiB,
+          memory_total_mib: sample.memoryTotalMiB,
+          temperature_c: sample.temperatureC,
+          power_w: sample.powerW,
+          processes: JSON.stringify(sample.processes),
+        });
+        // Simulated cards' processes are part of a capture: they do not run here, so they take nothing.
+        const foreign = device.simulated ? 0 : foreignMemoryMiB(sample.processes, groups);
+        if (foreign !== device.foreign_memory_mib) foreignChanges.push({ id: device.id, mib: foreign });
+        event.samples.push({ ...sample, deviceId: device.id, nodeId: node.nodeId, model: device.model, simulated: device.simulated });
+        if (this.gauges) {
+          const labels = { node: node.nodeId, gpu: String(sample.index), model: device.model, simulated: String(device.simulated) };
+          const MiB = 1024 * 1024;
+          if (sample.utilizationPercent !== null) this.gauges.util.set(labels, sample.utilizationPercent / 100);
+          if (sample.memoryUsedMiB !== null) this.gauges.used.set(labels, sample.memoryUsedMiB * MiB);
+          this.gauges.total.set(labels, sample.memoryTotalMiB * MiB);
+          if (sample.temperatureC !== null) this.gauges.temp.set(labels, sample.temperatureC);
+          if (sample.powerW !== null) this.gauges.power.set(labels, sample.powerW);
+          this.gauges.foreign.set(labels, foreign * MiB);
+        }
+      }
+    }
+    await db.transaction(async (trx) => {
+      for (let i = 0; i < rows.length; i += 500) await trx('gpu_samples').insert(rows.slice(i, i + 500));
+      for (const change of foreignChanges) await trx('gpu_devices').where({ id: change.id }).update({ foreign_memory_mib: change.mib });
+    });
+    if (Date.now() - this.lastPrune > 60_000) {
+      this.lastPrune = Date.now();
+      await db('gpu_samples').whereRaw(`at < now() - interval '${Number(this.options.retentionHours)} hours'`).delete();
+    }
+    if (this.options.hooks.isUsed(deviceHooks.sampled)) {
+      await this.options.hooks.call(deviceHooks.sampled, event).catch((error: Error) => this.options.logger.warn({ err: error.message }, 'a devices.sampled tap failed'));
+    }
+  }
+
+  /** Process groups of the live local replicas on this core's nodes (their pids lead their groups). */
+  private async aiplatGroups(nodes: string[]): Promise<Set<number>> {
+    const rows = (await this.options.db('workload_replicas')
+      .whereIn('node_id', nodes)
+      .whereIn('state', ['starting', 'running', 'ready'])
+      .whereNotNull('handle')
+      .select('handle')) as { handle: { pid?: unknown } }[];
+    return new Set(rows.map((r) => r.handle.pid).filter((pid): pid is number => typeof pid === 'number' && pid > 0));
+  }
+}
