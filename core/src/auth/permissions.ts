@@ -21,6 +21,7 @@ export const corePermissions: PermissionDeclaration[] = [
   { id: 'workloads:manage', title: { en: "Cancel and retry anyone's workloads", 'zh-CN': '取消和重试任何人的工作负载' }, defaultRoles: [] },
   { id: 'nodes:read', title: { en: 'See nodes, GPUs and reservations', 'zh-CN': '查看节点、GPU 和预留' }, defaultRoles: ['operator', 'viewer'] },
   { id: 'scheduler:manage', title: { en: 'Manage priority classes', 'zh-CN': '管理优先级类别' }, defaultRoles: [] },
+  { id: 'nodes:manage', title: { en: 'Label, cordon and drain nodes', 'zh-CN': '为节点设置标签、封锁和排空' }, defaultRoles: [] },
   { id: 'quotas:manage', title: { en: "Set teams' GPU quotas", 'zh-CN': '设置团队 GPU 配额' }, defaultRoles: [] },
   { id: 'tokens:write', title: { en: 'Create and revoke your own API tokens', 'zh-CN': '创建和吊销自己的 API 令牌' }, defaultRoles: ['operator', 'viewer'] },
 ];

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { auditChainMigration } from '../audit/migration.js';
-import { gpuSamplesMigration, schedulerMigration } from '../scheduler/migration.js';
+import { gpuSamplesMigration, nodeAdminMigration, schedulerMigration } from '../scheduler/migration.js';
 
 interface Migration {
   name: string;
@@ -202,6 +202,8 @@ const coreMigrations: Migration[] = [
   { name: '0006_scheduler', up: schedulerMigration },
   // GPU samples over time and memory held outside aiplat: core/src/scheduler/migration.ts.
   { name: '0007_gpu_samples', up: gpuSamplesMigration },
+  // Administrators' labels and environment per node.
+  { name: '0008_node_admin', up: nodeAdminMigration },
 ];
 
 /** A knex migration source over in-code migrations, so no file globbing decides what runs. */

@@ -250,12 +250,16 @@ export class Agent {
     const spec = workload.spec;
     const ports: Record<string, number> = {};
     for (const port of spec.ports ?? []) ports[port.name] = await freePort();
-    const node = (await this.options.db('nodes').where({ id: replica.node_id! }).first('simulated', 'labels')) as { simulated: boolean; labels: Record<string, string> } | undefined;
+    const node = (await this.options.db('nodes').where({ id: replica.node_id! }).first('simulated', 'labels', 'user_labels', 'env')) as
+      | { simulated: boolean; labels: Record<string, string>; user_labels: Record<string, string>; env: Record<string, string> }
+      | undefined;
     const master = (await this.options.db('workload_replicas as r')
       .join('nodes as n', 'n.id', 'r.node_id')
       .where({ 'r.workload_id': workload.id, 'r.replica': 0 })
       .first('n.address')) as { address: string } | undefined;
     const env: Record<string, string> = {
+      // The node's environment (set by administrators: proxies, cache folders) under the spec's own.
+      ...node?.env,
       ...spec.env,
       CUDA_VISIBLE_DEVICES: replica.devices.map((d) => d.index).join(','),
       CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
@@ -281,7 +285,7 @@ export class Agent {
       ports,
       devices: replica.devices.map((d) => ({ index: d.index, uuid: d.uuid })),
       simulated: node?.simulated ?? false,
-      nodeLabels: node?.labels ?? {},
+      nodeLabels: { ...node?.labels, ...node?.user_labels },
       // Delivered again after a restart: the executor follows what already runs from here on.
       ...(Number(replica.output_offset) > 0 ? { outputOffset: Number(replica.output_offset) } : {}),
     };
@@ -553,6 +557,12 @@ export async function settle(db: Knex, changes: Changes, workloadId: string, end
   const note = rest.join(':');
   if (kind === 'cancel') {
     await transition(db, changes, workloadId, { from: [w.state], to: 'cancelled', reason: note || 'cancelled' });
+    return;
+  }
+  if (kind === 'evicted') {
+    // Its node was drained: back to the queue, to be placed elsewhere.
+    await resetReplicas();
+    await transition(db, changes, workloadId, { from: [w.state], to: 'pending', reason: `moved off node ${note} (drained); back in the queue`, patch: { stopping: null, started_at: null } });
     return;
   }
   if (kind === 'preempted') {

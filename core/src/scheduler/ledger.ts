@@ -26,7 +26,20 @@ export async function syncNodes(db: Knex, agent: string, provider: string, nodes
           seen_at: trx.fn.now(),
         })
         .onConflict('id')
-        .merge(['name', 'address', 'provider', 'agent', 'labels', 'executors', 'simulated', 'cpu', 'memory_mib', 'state', 'seen_at']);
+        .merge({
+          name: trx.raw('excluded.name'),
+          address: trx.raw('excluded.address'),
+          provider: trx.raw('excluded.provider'),
+          agent: trx.raw('excluded.agent'),
+          labels: trx.raw('excluded.labels'),
+          executors: trx.raw('excluded.executors'),
+          simulated: trx.raw('excluded.simulated'),
+          cpu: trx.raw('excluded.cpu'),
+          memory_mib: trx.raw('excluded.memory_mib'),
+          // A node an administrator cordoned stays cordoned; an offline one is back.
+          state: trx.raw("case when nodes.state = 'cordoned' then 'cordoned' else 'ready' end"),
+          seen_at: trx.raw('excluded.seen_at'),
+        });
       const rows = node.devices.map((d) => ({
         id: `${node.id}/${d.index}`,
         node_id: node.id,
@@ -75,12 +88,22 @@ async function sequentially(queries: (() => Promise<unknown>)[]): Promise<unknow
 }
 
 /** The cluster as placement sees it: ready nodes, present cards, and every live reservation. */
-export async function loadCluster(db: Knex): Promise<{ nodes: NodeState[]; byId: Map<string, NodeState>; devices: Map<string, DeviceState> }> {
+export async function loadCluster(
+  db: Knex,
+  options: { includeCordoned?: boolean } = {},
+): Promise<{ nodes: NodeState[]; byId: Map<string, NodeState>; devices: Map<string, DeviceState> }> {
   // On a transaction (a submission) the queries must run one after another: one connection.
   const all = (db as { isTransaction?: boolean }).isTransaction ? sequentially : (qs: (() => Promise<unknown>)[]) => Promise.all(qs.map((q) => q()));
   const [nodeRows, deviceRows, reservations, cpuReplicas] = (await all([
     // A node whose agent (the core that registered it) has not been heard of for a while gets no new work.
-    () => db('nodes').where({ state: 'ready' }).whereRaw(`seen_at > now() - interval '${NODE_STALE_SECONDS} seconds'`).orderBy('id').select('id', 'address', 'executors', 'labels'),
+    // With `includeCordoned` (may this ever run?): cordoned and silent nodes too, which may come back.
+    () =>
+      (options.includeCordoned
+        ? db('nodes').whereIn('state', ['ready', 'cordoned'])
+        : db('nodes').where({ state: 'ready' }).whereRaw(`seen_at > now() - interval '${NODE_STALE_SECONDS} seconds'`)
+      )
+        .orderBy('id')
+        .select('id', 'address', 'executors', 'labels', 'user_labels'),
     () => db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib', 'foreign_memory_mib'),
     () => db('gpu_reservations').whereRaw('upper_inf(held)').select('device_id', db.raw('lower(memory) as lo'), db.raw('upper(memory) as hi')),
     () => db('workload_replicas')
@@ -91,8 +114,9 @@ export async function loadCluster(db: Knex): Promise<{ nodes: NodeState[]; byId:
   ])) as [unknown[], unknown[], unknown[], unknown[]];
   const byId = new Map<string, NodeState>();
   const nodes: NodeState[] = [];
-  for (const n of nodeRows as { id: string; address: string; executors: string[]; labels: Record<string, string> }[]) {
-    const node: NodeState = { id: n.id, address: n.address, executors: n.executors, labels: n.labels, devices: [], cpuReplicas: 0 };
+  for (const n of nodeRows as { id: string; address: string; executors: string[]; labels: Record<string, string>; user_labels: Record<string, string> }[]) {
+    // Administrators' labels win over discovered ones.
+    const node: NodeState = { id: n.id, address: n.address, executors: n.executors, labels: { ...n.labels, ...n.user_labels }, devices: [], cpuReplicas: 0 };
     nodes.push(node);
     byId.set(n.id, node);
   }

@@ -216,3 +216,14 @@ export async function gpuSamplesMigration(knex: Knex): Promise<void> {
     t.integer('foreign_memory_mib').notNullable().defaultTo(0);
   });
 }
+
+/**
+ * 0008_node_admin: what administrators set on a node, kept apart from what discovery reports (which
+ * it overwrites): their labels and the environment every replica on the node gets.
+ */
+export async function nodeAdminMigration(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('nodes', (t) => {
+    t.jsonb('user_labels').notNullable().defaultTo('{}');
+    t.jsonb('env').notNullable().defaultTo('{}');
+  });
+}

@@ -283,14 +283,16 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
           ]);
         }
         return {
-          items: (nodes as { id: string; name: string; address: string; provider: string; labels: Record<string, string>; executors: string[]; simulated: boolean; cpu: number | null; memory_mib: number | null; state: string; seen_at: Date }[]).map((n) => ({
+          items: (nodes as { id: string; name: string; address: string; provider: string; labels: Record<string, string>; user_labels: Record<string, string>; env: Record<string, string>; executors: string[]; simulated: boolean; cpu: number | null; memory_mib: number | null; state: string; seen_at: Date }[]).map((n) => ({
             id: n.id,
             name: n.name,
             address: n.address,
             provider: n.provider,
             state: n.state,
             simulated: n.simulated,
-            labels: n.labels,
+            labels: { ...n.labels, ...n.user_labels },
+            userLabels: n.user_labels,
+            env: n.env,
             executors: n.executors,
             cpu: n.cpu,
             memoryMiB: n.memory_mib,
@@ -298,6 +300,93 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
             gpus: byNode.get(n.id) ?? [],
           })),
         };
+      },
+    },
+    {
+      method: 'PATCH',
+      path: '/nodes/:id',
+      summary: "Change a node: cordon or uncordon it (no new work), its labels (null removes one), the environment every replica on it gets",
+      tags: ['gpus'],
+      permission: 'nodes:manage',
+      params: idParams,
+      body: {
+        mode: 'json',
+        schema: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: {
+            cordoned: { type: 'boolean' },
+            labels: { type: 'object', maxProperties: 32, propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$' }, additionalProperties: { type: ['string', 'null'], maxLength: 256 } },
+            env: { type: 'object', maxProperties: 100, propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }, additionalProperties: { type: 'string', maxLength: 4096 } },
+          },
+        },
+      },
+      auditResource: ({ params }) => ({ type: 'node', id: params.id }),
+      handler: async (ctx) => {
+        const body = ctx.body as { cordoned?: boolean; labels?: Record<string, string | null>; env?: Record<string, string> };
+        const node = (await ctx.db('nodes').where({ id: ctx.params.id }).forUpdate().first('id', 'state', 'user_labels')) as { id: string; state: string; user_labels: Record<string, string> } | undefined;
+        if (!node) throw new AiplatError('not_found', `No node ${ctx.params.id}`);
+        for (const reserved of ['CUDA_VISIBLE_DEVICES', 'WORLD_SIZE', 'RANK', 'MASTER_ADDR', 'MASTER_PORT']) {
+          if (body.env && reserved in body.env) throw new AiplatError('validation_failed', `env ${reserved} is set by the scheduler for each replica`, { field: `env.${reserved}` });
+        }
+        const patch: Record<string, unknown> = {};
+        if (body.cordoned !== undefined) {
+          if (node.state === 'offline' && !body.cordoned) throw new AiplatError('conflict', `Node ${node.id} is offline: it becomes ready when its core reports it again`);
+          patch.state = body.cordoned ? 'cordoned' : 'ready';
+        }
+        if (body.labels) {
+          const labels = { ...node.user_labels };
+          for (const [key, value] of Object.entries(body.labels)) {
+            if (value === null) delete labels[key];
+            else labels[key] = value;
+          }
+          patch.user_labels = JSON.stringify(labels);
+        }
+        if (body.env) patch.env = JSON.stringify(body.env);
+        await ctx.db('nodes').where({ id: node.id }).update(patch);
+        ctx.afterCommit(() => runtime.scheduler.nudge());
+        const row = (await ctx.db('nodes').where({ id: node.id }).first('id', 'state', 'labels', 'user_labels', 'env')) as { id: string; state: string; labels: Record<string, string>; user_labels: Record<string, string>; env: Record<string, string> };
+        return { id: row.id, state: row.state, labels: { ...row.labels, ...row.user_labels }, userLabels: row.user_labels, env: row.env };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/nodes/:id/drain',
+      summary: 'Cordon a node and, with evict, stop its running work so it is placed elsewhere (SIGTERM, grace, SIGKILL; back to the queue)',
+      tags: ['gpus'],
+      permission: 'nodes:manage',
+      params: idParams,
+      body: { mode: 'json', schema: { type: 'object', additionalProperties: false, properties: { evict: { type: 'boolean', default: false } } } },
+      auditResource: ({ params }) => ({ type: 'node', id: params.id }),
+      handler: async (ctx) => {
+        const { evict } = ctx.body as { evict: boolean };
+        const node = (await ctx.db('nodes').where({ id: ctx.params.id }).forUpdate().first('id', 'state')) as { id: string; state: string } | undefined;
+        if (!node) throw new AiplatError('not_found', `No node ${ctx.params.id}`);
+        if (node.state === 'ready') await ctx.db('nodes').where({ id: node.id }).update({ state: 'cordoned' });
+        const running = (await ctx.db('workload_replicas')
+          .where({ node_id: node.id })
+          .whereIn('state', ['placed', 'starting', 'running', 'ready'])
+          .distinct('workload_id')
+          .pluck('workload_id')) as string[];
+        let evicted: string[] = [];
+        if (evict && running.length > 0) {
+          const stopped = (await ctx.db('workloads')
+            .whereIn('id', running)
+            .whereNull('stopping')
+            .whereIn('state', ['scheduled', 'running', 'ready'])
+            .update({ stopping: `evicted:${node.id}`, updated_at: ctx.db.fn.now() })
+            .returning(['id', 'state', 'epoch'])) as { id: string; state: string; epoch: number }[];
+          if (stopped.length > 0) {
+            await ctx.db('workload_events').insert(stopped.map((w) => ({ workload_id: w.id, from_state: w.state, to_state: w.state, reason: `stopping: node ${node.id} is drained`, epoch: w.epoch })));
+          }
+          evicted = stopped.map((w) => w.id);
+        }
+        ctx.afterCommit(() => {
+          runtime.agent.nudge();
+          runtime.scheduler.nudge();
+        });
+        return { id: node.id, state: 'cordoned', running: running.length, evicted };
       },
     },
     {

@@ -222,7 +222,7 @@ export class Scheduler {
       nodeSelector: spec.nodeSelector,
     };
     if (problems.length === 0) {
-      const cluster = await loadCluster(db);
+      const cluster = await loadCluster(db, { includeCordoned: true });
       const never = neverFits(cluster.nodes, request);
       if (never) problems.push(`it can never be placed: ${never}`);
       const quota = (await listQuotas(db, [team!]))[0];
