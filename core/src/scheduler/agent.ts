@@ -41,6 +41,24 @@ interface Live {
   ports: Record<string, number>;
 }
 
+class StaleOutput extends Error {}
+
+/**
+ * Run a transaction again when PostgreSQL aborted it to break a deadlock or a serialization
+ * conflict (40P01, 40001): both mean "try again", and the work is idempotent per epoch.
+ */
+export async function withRetry<T>(run: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (attempt >= attempts || (code !== '40P01' && code !== '40001')) throw error;
+      await new Promise((r) => setTimeout(r, 10 * attempt + Math.random() * 20));
+    }
+  }
+}
+
 function keyOf(workloadId: string, replica: number, epoch: number): string {
   return `${workloadId}/${replica}/${epoch}`;
 }
@@ -92,6 +110,7 @@ export class Agent {
   private timer: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private ticking = false;
+  private recovered = false;
   private tickAgain = false;
   private stopped = false;
   private tickDone: Promise<void> = Promise.resolve();
@@ -100,6 +119,8 @@ export class Agent {
 
   async start(): Promise<void> {
     await this.recover();
+    // Nudges that came while recovering (a submission committed as the core started) run now.
+    this.recovered = true;
     const loop = () => {
       this.timer = setTimeout(() => {
         this.nudge();
@@ -123,7 +144,8 @@ export class Agent {
   }
 
   nudge(): void {
-    if (this.stopped) return;
+    // Before recover() has read what runs here, a tick would claim replicas recover() then misreads.
+    if (this.stopped || !this.recovered) return;
     if (this.ticking) {
       this.tickAgain = true;
       return;
@@ -168,8 +190,10 @@ export class Agent {
         continue;
       }
       if (!row.handle) {
-        // Claimed but never known to have started: start it (the executor's fencing refuses a second copy).
-        await this.options.db('workload_replicas').where({ workload_id: row.workload_id, replica: row.replica, epoch: row.epoch }).update({ state: 'placed' });
+        // Claimed but never known to have started: deliver it again. The executor follows the
+        // command if it already runs (the same epoch is never started twice), else starts it.
+        const workload = (await this.options.db('workloads').where({ id: row.workload_id }).first()) as WorkloadRow | undefined;
+        if (workload) await this.launch(workload, row, { redelivered: true });
         continue;
       }
       const live = this.track(key, row.workload_id, row.replica, row.epoch, executor, row.output_offset, row.ports ?? {});
@@ -236,14 +260,17 @@ export class Agent {
     await this.probe();
   }
 
-  private async launch(workload: WorkloadRow, replica: ReplicaRow): Promise<void> {
+  /** `redelivered`: the replica may already run (a core died between starting it and recording that). */
+  private async launch(workload: WorkloadRow, replica: ReplicaRow, options: { redelivered?: boolean } = {}): Promise<void> {
     const key = keyOf(workload.id, replica.replica, replica.epoch);
     const executor = this.executor(workload.executor);
     if (!executor) {
       await this.finish(workload.id, replica.replica, replica.epoch, { lost: `no executor "${workload.executor}" is enabled on this core` });
       return;
     }
-    if (workload.stopping) {
+    // Stopping before it started: nothing to run. A re-delivered replica may run, though: it is
+    // started (followed) below and then stopped like any other.
+    if (workload.stopping && !options.redelivered) {
       await this.finish(workload.id, replica.replica, replica.epoch, { exitCode: null, signal: null });
       return;
     }
@@ -325,18 +352,19 @@ export class Agent {
     const { db } = this.options;
     try {
       const changes = new Changes();
-      await db.transaction(async (trx) => {
+      await withRetry(() => db.transaction(async (trx) => {
+        // Locks in one order everywhere (the workload, then its replicas), so no two agent transactions deadlock.
+        const w = (await trx('workloads').where({ id: live.workloadId }).forUpdate().first('state', 'kind', 'replicas', 'epoch')) as WorkloadRow | undefined;
         const updated = await trx('workload_replicas')
           .where({ workload_id: live.workloadId, replica: live.replica, epoch: live.epoch, state: 'starting' })
           .update({ state: 'running', started_at: trx.fn.now() });
         if (updated === 0) return;
-        const w = (await trx('workloads').where({ id: live.workloadId }).forUpdate().first('state', 'kind', 'replicas', 'epoch')) as WorkloadRow | undefined;
         if (!w || w.state !== 'scheduled') return;
         const waiting = (await trx('workload_replicas').where({ workload_id: live.workloadId }).whereIn('state', ['pending', 'placed', 'starting']).count('* as n').first()) as { n: number };
         // A job runs once all its replicas do; a service as soon as one does.
         if (w.kind === 'job' && Number(waiting.n) > 0) return;
         await transition(trx, changes, live.workloadId, { from: ['scheduled'], to: 'running', reason: null, patch: { started_at: trx.fn.now() } });
-      });
+      }));
       await this.options.onChanges(changes);
     } catch (error) {
       this.options.logger.warn({ workload: live.workloadId, err: (error as Error).message }, 'cannot record a started replica');
@@ -369,17 +397,23 @@ export class Agent {
       }
       const { db } = this.options;
       try {
-        const ids = await db.transaction(async (trx) => {
-          const updated = await trx('workload_replicas')
-            .where({ workload_id: live.workloadId, replica: live.replica, epoch: live.epoch })
-            .update({ output_offset: offset });
-          if (updated === 0) return undefined;
+        const ids = await withRetry(() => db.transaction(async (trx) => {
+          // The workload row first (a key-share lock through the log row's foreign key), then the
+          // replica: the order finish() takes them in.
           const [log] = (await trx('workload_logs').insert({ workload_id: live.workloadId, replica: live.replica, epoch: live.epoch, text }).returning('id')) as { id: number }[];
           if (metrics.length > 0) {
             await trx('workload_metrics').insert(metrics.map((m) => ({ workload_id: live.workloadId, replica: live.replica, step: m.step, values: JSON.stringify(m.values) })));
           }
+          const updated = await trx('workload_replicas')
+            .where({ workload_id: live.workloadId, replica: live.replica, epoch: live.epoch })
+            .update({ output_offset: offset });
+          // Output of an epoch that is no longer the replica's: dropped with the transaction.
+          if (updated === 0) throw new StaleOutput();
           const w = (await trx('workloads').where({ id: live.workloadId }).first('team_id')) as { team_id: string };
           return { logId: log!.id, team: w.team_id };
+        })).catch((error: unknown) => {
+          if (error instanceof StaleOutput) return undefined;
+          throw error;
         });
         if (!ids) return;
         const audience = { team: ids.team, permission: 'workloads:read' };
@@ -403,8 +437,10 @@ export class Agent {
     const { db } = this.options;
     const changes = new Changes();
     try {
-      await db.transaction(async (trx) => {
+      await withRetry(() => db.transaction(async (trx) => {
         const lost = 'lost' in outcome;
+        // The workload first: replicas of one gang ending together wait for each other instead of deadlocking.
+        await trx('workloads').where({ id: workloadId }).forUpdate().first('id');
         const updated = await trx('workload_replicas')
           .where({ workload_id: workloadId, replica, epoch })
           .whereIn('state', ['placed', 'starting', 'running', 'ready'])
@@ -420,7 +456,7 @@ export class Agent {
           await trx('workload_logs').insert({ workload_id: workloadId, replica, epoch, text: `aiplat: replica ${replica} lost: ${outcome.lost}\n` });
         }
         await settle(trx, changes, workloadId, { replica, outcome });
-      });
+      }));
     } catch (error) {
       this.options.logger.error({ workload: workloadId, replica, err: (error as Error).message }, 'cannot record how a replica ended');
       return;
@@ -465,13 +501,13 @@ export class Agent {
 
   private async readiness(live: Live, ready: boolean): Promise<void> {
     const changes = new Changes();
-    await this.options.db.transaction(async (trx) => {
+    await withRetry(() => this.options.db.transaction(async (trx) => {
+      const w = (await trx('workloads').where({ id: live.workloadId }).forUpdate().first('state', 'replicas')) as WorkloadRow;
       const updated = await trx('workload_replicas')
         .where({ workload_id: live.workloadId, replica: live.replica, epoch: live.epoch })
         .whereIn('state', ready ? ['running'] : ['ready'])
         .update({ state: ready ? 'ready' : 'running' });
       if (updated === 0) return;
-      const w = (await trx('workloads').where({ id: live.workloadId }).forUpdate().first('state', 'replicas')) as WorkloadRow;
       if (ready) {
         const notReady = (await trx('workload_replicas').where({ workload_id: live.workloadId }).whereNot({ state: 'ready' }).count('* as n').first()) as { n: number };
         if (Number(notReady.n) === 0 && w.state === 'running') {
@@ -480,7 +516,7 @@ export class Agent {
       } else if (w.state === 'ready') {
         await transition(trx, changes, live.workloadId, { from: ['ready'], to: 'running', reason: `replica ${live.replica} fails its readiness check` });
       }
-    });
+    }));
     await this.options.onChanges(changes);
   }
 }
