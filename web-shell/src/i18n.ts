@@ -13,6 +13,7 @@ const lazyMessageFiles = {
   plugins: () => import('./locales/plugins.ts'),
   operations: () => import('./locales/operations.ts'),
   identity: () => import('./locales/identity.ts'),
+  workloads: () => import('./locales/workloads.ts'),
 } satisfies Record<string, () => Promise<{ default: Record<Locale, Tree> }>>;
 
 export type MessageFile = keyof typeof lazyMessageFiles;

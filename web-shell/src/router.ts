@@ -9,6 +9,7 @@ import { loadMessages, type MessageFile } from './i18n.ts';
 import ConsoleLayout from './layouts/ConsoleLayout.vue';
 import DashboardView from './views/DashboardView.vue';
 import { identityRoutes } from './views/identity/routes.ts';
+import { workloadRoutes } from './views/workloads/routes.ts';
 
 declare module 'vue-router' {
   interface RouteMeta {
@@ -42,6 +43,7 @@ const coreRoutes: RouteRecordRaw[] = [
         meta: { titleKey: 'nav.plugins', permission: 'plugins:read', messages: ['plugins'] },
       },
       { path: 'operations', name: 'operations', component: () => import('./views/OperationsView.vue'), meta: { titleKey: 'nav.operations', permission: 'operations:read', messages: ['operations'] } },
+      ...workloadRoutes,
       ...identityRoutes,
       { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('./views/NotFoundView.vue') },
     ],

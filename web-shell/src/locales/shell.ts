@@ -20,6 +20,9 @@ export default {
       system: 'System',
       plugins: 'Plugins',
       operations: 'Operations',
+      workloads: 'Workloads',
+      gpus: 'GPU pool',
+      quotas: 'Quotas & queue',
       collapse: 'Collapse navigation',
       expand: 'Expand navigation',
       groups: {
@@ -132,6 +135,9 @@ export default {
       system: '系统',
       plugins: '插件',
       operations: '操作记录',
+      workloads: '工作负载',
+      gpus: 'GPU 资源池',
+      quotas: '配额与队列',
       collapse: '收起导航',
       expand: '展开导航',
       groups: {
