@@ -53,6 +53,12 @@ function ensureChromium() {
   if (result.status !== 0) throw new Error('provisioning Chromium failed (see above); the browser tests need it');
 }
 
+/** A Docker engine with the image local/busybox:1 for the docker executor's tests (plugins/executor-docker): quick when it answers. */
+function ensureDocker() {
+  const result = run('sh', [path.join(root, 'scripts', 'provision-docker.sh')]);
+  if (result.status !== 0) throw new Error('provisioning the Docker engine failed (see above; run scripts/provision-docker.sh as root); the docker executor tests need it');
+}
+
 /** The production build of the shell and the plugin remotes the browser tests load (only what is stale). */
 function ensureUiBuilt() {
   const result = run(process.execPath, [path.join(root, 'scripts', 'build-ui.mjs'), '--if-stale']);
@@ -78,6 +84,7 @@ function vitestPass(label, env, filters) {
 const passes = [];
 ensureCompose();
 ensureChromium();
+ensureDocker();
 ensureUiBuilt();
 passes.push(vitestPass('pass 1: every suite on the embedded database', { AIPLAT_TEST_DATABASE: 'embedded' }, []));
 
