@@ -81,6 +81,8 @@ export interface ReplicaPlacement {
   nodeId: string;
   devices: { id: string; index: number; memoryMiB: number; whole: boolean }[];
   state: string;
+  /** Services: the host port given to each named port. */
+  ports?: Record<string, number>;
   exitCode?: number | null;
 }
 

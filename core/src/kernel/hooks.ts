@@ -121,6 +121,11 @@ export class KernelHooks implements HookRegistry {
     return point.items.filter((c) => this.isActive(c.owner)).map((c) => c.item as T);
   }
 
+  /** Who contributed an item to an extension point (a plugin id, or `core`). */
+  contributorOf<T>(ref: ExtensionPointRef<T>, item: T): string | undefined {
+    return this.points.get(ref.id)?.items.find((c) => c.item === item)?.owner;
+  }
+
   has(ref: { id: string }): boolean {
     return this.hooks.has(ref.id) || this.points.has(ref.id);
   }

@@ -173,8 +173,11 @@ export class Agent {
     return [...this.options.nodes()];
   }
 
-  /** After a restart: follow what is still running on this core's nodes. */
-  private async recover(): Promise<void> {
+  /**
+   * After a restart: follow what is still running on this core's nodes. Also after a plugin
+   * change: an executor that was disabled and is back re-attaches to its replicas.
+   */
+  async recover(): Promise<void> {
     const nodes = this.myNodes();
     if (nodes.length === 0) return;
     const rows = (await this.options.db('workload_replicas as r')
@@ -185,6 +188,8 @@ export class Agent {
     for (const row of rows) {
       const executor = this.executor(row.executor);
       const key = keyOf(row.workload_id, row.replica, row.epoch);
+      if (this.live.has(key)) continue;
+      if (!executor && this.recovered) continue; // a plugin disabled for a while: it re-attaches when enabled again
       if (!executor) {
         await this.finish(row.workload_id, row.replica, row.epoch, { lost: `the executor "${row.executor}" is not available after a restart` });
         continue;
@@ -205,6 +210,19 @@ export class Agent {
         await this.finish(row.workload_id, row.replica, row.epoch, { lost: `cannot re-attach after a restart: ${(error as Error).message}` });
       }
     }
+  }
+
+  /**
+   * Follow again the replicas of an executor whose plugin was disabled and enabled: its followers
+   * stopped with it. The output stored so far is kept; the executor resumes from there.
+   */
+  async reattach(executorName: string): Promise<void> {
+    const stale = [...this.live.values()].filter((l) => l.executor.name === executorName && !l.exited && l.handle);
+    for (const live of stale) {
+      await this.flush(live);
+      this.live.delete(live.key);
+    }
+    if (stale.length > 0) await this.recover();
   }
 
   private track(key: string, workloadId: string, replica: number, epoch: number, executor: Executor, offset: number, ports: Record<string, number>): Live {
@@ -376,7 +394,11 @@ export class Agent {
     this.live.delete(live.key);
     await this.flush(live);
     await this.finish(live.workloadId, live.replica, live.epoch, live.exited!);
-    if (live.handle) await live.executor.cleanup?.(live.handle).catch(() => undefined);
+    if (!live.handle) return;
+    // A replica reported lost may still run (its engine stopped answering for a while): its cards
+    // are released now, so make sure it stops before its remains are removed.
+    if ('lost' in live.exited!) await live.executor.stop(live.handle, { graceSeconds: 0 }).catch(() => undefined);
+    await live.executor.cleanup?.(live.handle).catch(() => undefined);
   }
 
   private async flushAll(): Promise<void> {

@@ -182,12 +182,24 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         properties: {
           replica: { type: 'integer', minimum: 0, maximum: 255 },
           after: { ...cursor, description: 'the logId of the last chunk you have' },
+          tail: { type: 'integer', minimum: 1, maximum: 1000, description: 'only the last N chunks (oldest first); then follow with after=' },
           limit: { type: 'integer', minimum: 1, maximum: 1000, default: 200 },
         },
       },
       handler: async (ctx) => {
         await visibleWorkload(ctx, ctx.params.id);
-        const q = ctx.query as { replica?: number; after?: string; limit: number };
+        const q = ctx.query as { replica?: number; after?: string; limit: number; tail?: number };
+        if (q.tail !== undefined) {
+          if (q.after) throw new AiplatError('validation_failed', 'tail and after cannot be used together', { field: 'tail' });
+          const last = ctx.db('workload_logs').where({ workload_id: ctx.params.id }).orderBy('id', 'desc').limit(q.tail);
+          if (q.replica !== undefined) last.where({ replica: q.replica });
+          const rows = ((await last) as { id: number; replica: number; epoch: number; at: Date; text: string }[]).reverse();
+          return {
+            items: rows.map((r) => ({ logId: r.id, replica: r.replica, epoch: r.epoch, at: iso(r.at), text: r.text })),
+            nextCursor: rows.length > 0 ? String(rows[rows.length - 1]!.id) : (q.after ?? null),
+            topic: `workloads/${ctx.params.id}/logs`,
+          };
+        }
         const query = ctx.db('workload_logs').where({ workload_id: ctx.params.id }).orderBy('id').limit(q.limit + 1);
         if (q.replica !== undefined) query.where({ replica: q.replica });
         if (q.after) query.where('id', '>', Number(q.after));
@@ -448,13 +460,14 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
       },
       handler: async (ctx) => {
         const q = ctx.query as { history: boolean; node?: string; workload?: string; limit: number; cursor?: string };
-        const query = ctx.db('gpu_reservations').orderBy('id', 'desc').limit(q.limit + 1);
-        if (!q.history) query.whereRaw('upper_inf(held)');
-        if (q.node) query.where('node_id', q.node);
-        if (q.workload) query.where('workload_id', q.workload);
-        if (q.cursor) query.where('id', '<', Number(q.cursor));
+        const query = ctx.db('gpu_reservations').orderBy('gpu_reservations.id', 'desc').limit(q.limit + 1);
+        if (!q.history) query.whereRaw('upper_inf(gpu_reservations.held)');
+        if (q.node) query.where('gpu_reservations.node_id', q.node);
+        if (q.workload) query.where('gpu_reservations.workload_id', q.workload);
+        if (q.cursor) query.where('gpu_reservations.id', '<', Number(q.cursor));
         // Team-scoped: other teams' reservations show only that the card is taken.
-        const rows = (await query.select('*', ctx.db.raw('lower(memory) as lo'), ctx.db.raw('upper(memory) as hi'), ctx.db.raw('lower(held) as since'), ctx.db.raw('upper(held) as until'))) as {
+        query.leftJoin('workloads as w', 'w.id', 'gpu_reservations.workload_id');
+        const rows = (await query.select('gpu_reservations.*', 'w.name as workload_name', ctx.db.raw('lower(memory) as lo'), ctx.db.raw('upper(memory) as hi'), ctx.db.raw('lower(held) as since'), ctx.db.raw('upper(held) as until'))) as {
           id: number;
           device_id: string;
           node_id: string;
@@ -469,6 +482,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
           since: Date;
           until: Date | null;
           released_reason: string | null;
+          workload_name: string | null;
         }[];
         const page = rows.slice(0, q.limit);
         return {
@@ -484,7 +498,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
               since: iso(r.since),
               until: iso(r.until),
               team: r.team_id,
-              ...(visible ? { workloadId: r.workload_id, replica: r.replica, epoch: r.epoch, userId: r.user_id, releasedReason: r.released_reason } : {}),
+              ...(visible ? { workloadId: r.workload_id, workloadName: r.workload_name, replica: r.replica, epoch: r.epoch, userId: r.user_id, releasedReason: r.released_reason } : {}),
             };
           }),
           nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.id) : null,

@@ -121,8 +121,19 @@ export class SchedulerRuntime {
       this.scheduler.nudge();
     });
     // A plugin enabled or disabled may add or take away executors and device providers.
-    this.pluginsSubscription = this.options.events.subscribe('plugins', () => {
-      void this.discover().then(() => this.scheduler.nudge());
+    this.pluginsSubscription = this.options.events.subscribe<{ id: string; state: string }>('plugins', (event) => {
+      // A plugin enabled again: the replicas of its executors are followed again.
+      const returned =
+        event.payload.state === 'enabled'
+          ? this.executors().filter((e) => this.options.hooks.contributorOf(schedulerExtensionPoints.executors, e) === event.payload.id)
+          : [];
+      void this.discover()
+        .then(async () => {
+          for (const executor of returned) await this.agent.reattach(executor.name);
+          await this.agent.recover();
+        })
+        .then(() => this.scheduler.nudge())
+        .catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot follow a plugin change'));
     });
     await this.agent.start();
     await this.scheduler.start();
@@ -193,14 +204,16 @@ export class SchedulerRuntime {
   async publish(changes: Changes): Promise<void> {
     if (changes.list.length === 0) return;
     const ids = [...new Set(changes.list.map((c) => c.id))];
-    const rows = (await this.options.db('workloads').whereIn('id', ids).select('id', 'name', 'team_id', 'state', 'epoch', 'owner', 'user_id')) as {
+    const rows = (await this.options.db('workloads').whereIn('id', ids).select('id', 'name', 'kind', 'team_id', 'state', 'epoch', 'owner', 'user_id', 'created_at')) as {
       id: string;
       name: string;
+      kind: string;
       team_id: string;
       state: string;
       epoch: number;
       owner: string;
       user_id: string | null;
+      created_at: Date | string;
     }[];
     const byId = new Map(rows.map((r) => [r.id, r]));
     for (const change of changes.list) {
@@ -209,7 +222,19 @@ export class SchedulerRuntime {
       await this.options.events
         .publish(
           WORKLOADS_TOPIC,
-          { id: change.id, name: row.name, team: row.team_id, from: change.from, state: change.to, reason: change.reason, epoch: row.epoch },
+          {
+            id: change.id,
+            name: row.name,
+            kind: row.kind,
+            team: row.team_id,
+            userId: row.user_id,
+            owner: row.owner,
+            createdAt: new Date(row.created_at).toISOString(),
+            from: change.from,
+            state: change.to,
+            reason: change.reason,
+            epoch: row.epoch,
+          },
           { team: row.team_id, permission: 'workloads:read' },
         )
         .catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot publish a workload state change'));

@@ -66,6 +66,7 @@ export function toWorkload(row: WorkloadRow, replicas: ReplicaRow[]): Workload {
       nodeId: r.node_id!,
       devices: r.devices.map((d) => ({ id: d.id, index: d.index, memoryMiB: d.hi - d.lo, whole: d.whole })),
       state: r.state,
+      ...(Object.keys(r.ports ?? {}).length > 0 ? { ports: r.ports } : {}),
       ...(r.exit_code !== null ? { exitCode: r.exit_code } : {}),
     }));
   return {

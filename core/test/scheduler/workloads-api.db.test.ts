@@ -148,4 +148,20 @@ describe('the workloads API', () => {
     expect(Date.parse(done.finishedAt) - started).toBeGreaterThanOrEqual(1000);
     expect((await core.client.get(`/api/v1/gpus/reservations?workload=${id}`)).body.items).toEqual([]);
   });
+
+  it('reads the last log chunks with tail, and names the holder of each reservation', async () => {
+    const script = "for (let i = 1; i <= 3; i++) console.log('chunk ' + i); setTimeout(() => console.log('late'), 400); setTimeout(() => {}, 30000);";
+    const job = await submit(ann, { name: 'tailed', command: nodeCommand(script), resources: { gpus: 1 } });
+    await waitFor(async () => (await logText(ann, job.id)).includes('late'), 30_000, 'the late line');
+    const tail = await ann.get(`/api/v1/workloads/${job.id}/logs?tail=1`);
+    expect(tail.status).toBe(200);
+    expect(tail.body.items).toHaveLength(1);
+    expect(tail.body.items[0].text).toBe('late\n');
+    expect(tail.body.nextCursor).toBe(String(tail.body.items[0].logId));
+    expect((await ann.get(`/api/v1/workloads/${job.id}/logs?tail=1&after=1`)).status).toBe(400);
+    const held = await ann.get(`/api/v1/gpus/reservations?workload=${job.id}`);
+    expect(held.body.items).toEqual([expect.objectContaining({ workloadId: job.id, workloadName: 'tailed', whole: true })]);
+    await ann.post(`/api/v1/workloads/${job.id}/cancel`);
+    await waitForState(ann, job.id, ['cancelled']);
+  });
 });

@@ -216,4 +216,19 @@ describe('the docker executor on a real engine', () => {
     expect(core.logs.some((l) => l.msg === 're-attached to a running replica')).toBe(true);
     await expectNoContainer(w.id);
   });
+
+  it('re-attaches when the plugin is disabled and enabled again while a container runs', async () => {
+    const sync = path.join(storage, 'sync2');
+    mkdirSync(sync, { recursive: true });
+    const script = 'echo first; while [ ! -e /sync/go ]; do sleep 0.05; done; echo second';
+    const w = await submit(core, { name: 'toggled', command: ['sh', '-c', script], mounts: [{ source: sync, target: '/sync' }] });
+    await waitFor(async () => (await logText(core.client, w.id)).includes('first\n'), 30_000, 'the first line');
+    expect((await core.client.post('/api/v1/plugins/executor-docker/disable')).status).toBe(200);
+    expect((await core.client.post('/api/v1/plugins/executor-docker/enable')).status).toBe(200);
+    writeFileSync(path.join(sync, 'go'), '');
+    const done = await waitForState(core.client, w.id, ['succeeded', 'failed', 'lost']);
+    expect(done.state).toBe('succeeded');
+    expect(await logText(core.client, w.id)).toBe('first\nsecond\n');
+    await expectNoContainer(w.id);
+  });
 });
