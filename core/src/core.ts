@@ -396,6 +396,9 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       inFlight++;
       res.once('close', () => inFlight--);
     });
+    // Nodes are discovered (and running replicas re-attached) before the first request: a
+    // submission never meets an empty cluster on a first start.
+    await schedulerRuntime.start(metrics.registry);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.port, config.host, () => resolve());
@@ -408,7 +411,6 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     logger.flush();
 
     await auditService.start();
-    await schedulerRuntime.start(metrics.registry);
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {

@@ -37,6 +37,8 @@ interface Live {
   flushing: Promise<void>;
   exited?: { exitCode: number | null; signal?: string | null } | { lost: string };
   stopSent: boolean;
+  /** The `started` report being recorded (finish waits for it). */
+  startedRecorded?: Promise<void>;
   readiness?: { failures: number; nextAt: number; ready: boolean };
   ports: Record<string, number>;
 }
@@ -350,7 +352,10 @@ export class Agent {
 
   private reporter(live: Live): ReplicaReporter {
     return {
-      started: () => void this.started(live),
+      // Recorded before the end is (settleLive waits for it): a quick job still shows it ran.
+      started: () => {
+        live.startedRecorded = this.started(live);
+      },
       output: (text, endOffset) => {
         live.text += text;
         live.offset = endOffset;
@@ -392,6 +397,7 @@ export class Agent {
   private async settleLive(live: Live): Promise<void> {
     if (!this.live.has(live.key)) return;
     this.live.delete(live.key);
+    await live.startedRecorded;
     await this.flush(live);
     await this.finish(live.workloadId, live.replica, live.epoch, live.exited!);
     if (!live.handle) return;

@@ -125,4 +125,17 @@ describe('workloads on simulated GPUs', () => {
     expect((await core.client.delete('/api/v1/priority-classes/research')).status).toBe(204);
     expect((await core.client.delete('/api/v1/priority-classes/normal')).status).toBe(409);
   });
+
+  it('records that a quick job ran, even when it ends before its start is written', async () => {
+    const ids = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => (await core.client.post('/api/v1/workloads', { name: `blink-${i}`, command: ['true'], resources: { gpuMemoryMiB: 1000 } })).body.id as string),
+    );
+    for (const id of ids) {
+      const done = await waitForState(core.client, id, ['succeeded', 'failed']);
+      expect(done.state).toBe('succeeded');
+      expect(done.startedAt).not.toBeNull();
+      const events = await core.client.get(`/api/v1/workloads/${id}/events`);
+      expect(events.body.items.map((e: { to: string }) => e.to)).toEqual(['pending', 'scheduled', 'running', 'succeeded']);
+    }
+  });
 });

@@ -99,15 +99,10 @@ export class LocalExecutor implements Executor {
 
     this.starting.add(runDir);
     try {
-      await mkdir(dirname(runDir), { recursive: true });
-      // mkdir is the fence: it succeeds for exactly one start of an epoch, across processes too.
-      const created = await mkdir(runDir).then(
-        () => true,
-        (err: unknown) => {
-          if (errorCode(err) === 'EEXIST') return false;
-          throw err;
-        },
-      );
+      // mkdir is the fence: it succeeds for exactly one start of an epoch, across processes too. The
+      // workload's folder may vanish between the two mkdirs (a sibling replica's cleanup removes it
+      // once empty): make it again and retry.
+      const created = await mkdirFence(runDir);
       if (!created) {
         const resumed = await this.resume(runDir, what, reporter, launch.outputOffset ?? 0);
         if (resumed) return resumed;
@@ -327,6 +322,20 @@ export class LocalExecutor implements Executor {
 
   private assertOpen(): void {
     if (this.closed) throw new Error('the local executor is closed');
+  }
+}
+
+/** Create `runDir` (and its parent): true when this call made it, false when it existed. */
+async function mkdirFence(runDir: string): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    await mkdir(dirname(runDir), { recursive: true });
+    try {
+      await mkdir(runDir);
+      return true;
+    } catch (err) {
+      if (errorCode(err) === 'EEXIST') return false;
+      if (errorCode(err) !== 'ENOENT' || attempt >= 5) throw err;
+    }
   }
 }
 
