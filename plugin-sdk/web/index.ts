@@ -29,3 +29,4 @@ export const AipChart = defineAsyncComponent(() => import('./components/AipChart
 export type { EChartsOption } from './components/echarts.ts';
 export type { LocalizedText, WebContribution, WebContributionKind } from '../src/manifest.ts';
 export type { AuditActorType, AuditOutcome, AuditRecord, ChainedAuditRecord } from '../src/audit.ts';
+export type { ReplicaPlacement, Workload, WorkloadSpec, WorkloadState } from '../src/workload-types.ts';

@@ -2,3 +2,4 @@ export { startTestCore, createTestDatabase, killLocalReplicas, TEST_ADMIN_PASSWO
 export { TestClient, type TestResponse, type RequestOptions } from './client.js';
 export { mockServices, type MockLogger } from './mock-services.js';
 export { preparedDataDir, embeddedTemplate } from './template.js';
+export { waitFor, waitForState } from './wait.js';

@@ -5,61 +5,18 @@
  */
 import { computed, ref, onBeforeUnmount, watch, type Directive, type Ref } from 'vue';
 import { useI18n } from 'vue-i18n';
-import { isApiError, session, useErrorMessage, useLocale } from '@aiplat/plugin-sdk/web';
+import { isApiError, session, useErrorMessage, useLocale, type ReplicaPlacement, type Workload, type WorkloadSpec, type WorkloadState } from '@aiplat/plugin-sdk/web';
+
+export type { Workload, WorkloadSpec, WorkloadState };
 
 // ---- API shapes ------------------------------------------------------------------------------
 
-export type WorkloadState = 'pending' | 'scheduled' | 'running' | 'ready' | 'succeeded' | 'failed' | 'cancelled' | 'lost';
 export const WORKLOAD_STATES: WorkloadState[] = ['pending', 'scheduled', 'running', 'ready', 'succeeded', 'failed', 'cancelled', 'lost'];
 export const TERMINAL_STATES: WorkloadState[] = ['succeeded', 'failed', 'cancelled', 'lost'];
 export const isTerminal = (state: string) => (TERMINAL_STATES as string[]).includes(state);
 
-export interface WorkloadSpec {
-  name: string;
-  kind?: 'job' | 'service';
-  team?: string;
-  executor?: string;
-  image?: string;
-  command: string[];
-  env?: Record<string, string>;
-  workingDir?: string;
-  resources?: { gpus?: number; gpuMemoryMiB?: number; cpu?: number; memoryMiB?: number };
-  replicas?: number;
-  priority?: string;
-  retries?: number;
-  timeoutSeconds?: number;
-  labels?: Record<string, string>;
-}
-
-export interface Placement {
-  replica: number;
-  nodeId: string;
-  devices: { id: string; index: number; memoryMiB: number; whole: boolean }[];
-  state: string;
-  exitCode?: number | null;
-}
-
-export interface Workload {
-  id: string;
-  name: string;
-  kind: 'job' | 'service';
-  team: string;
-  userId: string | null;
-  owner: string;
-  executor: string;
-  state: WorkloadState;
-  reason: string | null;
-  priority: string;
-  spec: WorkloadSpec;
-  attempt: number;
-  epoch: number;
-  exitCode: number | null;
-  placements: Placement[];
-  createdAt: string;
-  updatedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
+// The scheduler's own types (plugin-sdk/src/workload-types.ts), through the SDK's web part.
+export type Placement = ReplicaPlacement;
 
 /** An event of the `workloads` stream topic. */
 export interface WorkloadChange {
