@@ -185,9 +185,10 @@ export class FolderBackend implements StorageBackend {
     const id = randomUUID();
     const tmpData = path.join(this.tmpDir, `${id}.data`);
     const tmpMeta = path.join(this.tmpDir, `${id}${TMP_META_SUFFIX}`);
+    // `flush`: fsync before the file is closed, and the pipeline resolves only once it is.
+    const out = createWriteStream(tmpData, { flags: 'wx', mode: 0o644, flush: true, highWaterMark: CHUNK });
     try {
-      // `flush`: fsync before the file is closed, and the pipeline resolves only once it is.
-      await pipeline(write.body, createWriteStream(tmpData, { flags: 'wx', mode: 0o644, flush: true, highWaterMark: CHUNK }));
+      await pipeline(write.body, out);
       const meta = write.seal();
       const stored: StoredMeta = { v: 1, namespace, key, ...meta };
       await writeDurably(tmpMeta, JSON.stringify(stored));
@@ -206,6 +207,9 @@ export class FolderBackend implements StorageBackend {
       });
       return meta;
     } catch (error) {
+      // A source that fails at once can reject the pipeline before the file is even opened: wait
+      // until the stream has opened and closed it, or the file would appear after its removal.
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
       await rm(tmpData, { force: true });
       await rm(tmpMeta, { force: true });
       throw error;

@@ -197,6 +197,13 @@ describe('storage (folder backend)', () => {
     expect(tmpFiles()).toEqual([]);
   });
 
+  it('leaves no temp file when the source fails before the file is even open', async () => {
+    for (let i = 0; i < 50; i++) {
+      await expect(storage.put(`quick-${i % 3}.bin`, failingAfter(i % 2))).rejects.toThrow('source went away');
+      expect(tmpFiles()).toEqual([]);
+    }
+  });
+
   it('refuses a write past maxBytes and one whose SHA-256 is not the expected one, keeping nothing', async () => {
     const data = randomBytes(1024 * 1024);
     await expect(storage.put('big.bin', Readable.from([data, data]), { maxBytes: 1024 * 1024 + 10 })).rejects.toMatchObject({
