@@ -113,6 +113,8 @@ export class Agent {
   private flushTimer: NodeJS.Timeout | undefined;
   private ticking = false;
   private recovered = false;
+  /** Replicas claimed for a start that has not returned yet: recover() must leave them alone. */
+  private readonly launching = new Set<string>();
   private tickAgain = false;
   private stopped = false;
   private tickDone: Promise<void> = Promise.resolve();
@@ -190,7 +192,7 @@ export class Agent {
     for (const row of rows) {
       const executor = this.executor(row.executor);
       const key = keyOf(row.workload_id, row.replica, row.epoch);
-      if (this.live.has(key)) continue;
+      if (this.live.has(key) || this.launching.has(key)) continue;
       if (!executor && this.recovered) continue; // a plugin disabled for a while: it re-attaches when enabled again
       if (!executor) {
         await this.finish(row.workload_id, row.replica, row.epoch, { lost: `the executor "${row.executor}" is not available after a restart` });
@@ -244,6 +246,7 @@ export class Agent {
       .update({ state: 'starting' })
       .returning('*')) as ReplicaRow[];
     if (claimed.length > 0) {
+      for (const c of claimed) this.launching.add(keyOf(c.workload_id, c.replica, c.epoch));
       const workloads = (await db('workloads').whereIn('id', [...new Set(claimed.map((c) => c.workload_id))])) as WorkloadRow[];
       const byId = new Map(workloads.map((w) => [w.id, w]));
       await Promise.all(claimed.map((replica) => this.launch(byId.get(replica.workload_id)!, replica)));
@@ -283,6 +286,15 @@ export class Agent {
   /** `redelivered`: the replica may already run (a core died between starting it and recording that). */
   private async launch(workload: WorkloadRow, replica: ReplicaRow, options: { redelivered?: boolean } = {}): Promise<void> {
     const key = keyOf(workload.id, replica.replica, replica.epoch);
+    this.launching.add(key);
+    try {
+      await this.launchReplica(workload, replica, key, options);
+    } finally {
+      this.launching.delete(key);
+    }
+  }
+
+  private async launchReplica(workload: WorkloadRow, replica: ReplicaRow, key: string, options: { redelivered?: boolean }): Promise<void> {
     const executor = this.executor(workload.executor);
     if (!executor) {
       await this.finish(workload.id, replica.replica, replica.epoch, { lost: `no executor "${workload.executor}" is enabled on this core` });

@@ -138,4 +138,26 @@ describe('workloads on simulated GPUs', () => {
       expect(events.body.items.map((e: { to: string }) => e.to)).toEqual(['pending', 'scheduled', 'running', 'succeeded']);
     }
   });
+
+  it('never starts a replica twice when the agent re-reads its replicas while starts are under way (as after a plugin change)', async () => {
+    let recovering = true;
+    const loop = (async () => {
+      while (recovering) {
+        await core.core.scheduler.agent.recover();
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    try {
+      const ids = await Promise.all(
+        Array.from({ length: 10 }, async (_, i) => (await core.client.post('/api/v1/workloads', { name: `race-${i}`, command: ['true'], resources: { gpuMemoryMiB: 500 } })).body.id as string),
+      );
+      for (const id of ids) {
+        const done = await waitForState(core.client, id, ['succeeded', 'failed', 'lost']);
+        expect(done.state, done.reason).toBe('succeeded');
+      }
+    } finally {
+      recovering = false;
+      await loop;
+    }
+  });
 });
