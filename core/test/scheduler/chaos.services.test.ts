@@ -47,8 +47,8 @@ const KEEP = process.env.CHAOS_KEEP === '1';
 const NODES = 4;
 const CARDS = NODES * 8;
 const SUBMITTERS = 8;
-/** The whole test's budget; quick mode must stay well under 3 minutes. */
-const TIMEOUT_MS = FULL ? 3 * 3600_000 : 170_000;
+/** The whole test's budget: quick mode takes 65–100 s alone; inside `npm test` it shares two cores with the other server-pass suites. */
+const TIMEOUT_MS = FULL ? 3 * 3600_000 : 300_000;
 /** How long the queue may take to drain once the attempts and kills are over. */
 const DRAIN_MS = FULL ? 600_000 : 60_000;
 

@@ -53,8 +53,9 @@ describe('preemption on simulated GPUs', () => {
     ).id;
     await waitForState(on.client, high, ['running'], 45_000);
 
-    // The gang was stopped as a whole, politely, and holds no card.
-    const preempted = (await on.client.get(`/api/v1/workloads/${low}`)).body;
+    // The gang was stopped as a whole, politely, and holds no card. (The high job may start as soon
+    // as the first replica's cards are free: wait for the whole gang to be back in the queue.)
+    const preempted = await waitForState(on.client, low, ['pending'], 45_000);
     expect(preempted.state).toBe('pending');
     expect(preempted.placements).toEqual([]);
     expect(await liveReservations(on.client, low)).toEqual([]);
