@@ -35,6 +35,8 @@ const workloadSchema = {
   },
 };
 
+const logItem = (r: { id: number; replica: number; epoch: number; at: Date; text: string }) => ({ logId: r.id, replica: r.replica, epoch: r.epoch, at: iso(r.at), text: r.text });
+
 async function visibleWorkload(ctx: RouteContext<any, any, any>, id: string): Promise<WorkloadRow> {
   const row = (await ctx.db('workloads').where({ id }).first()) as WorkloadRow | undefined;
   if (!row || !ctx.can('workloads:read', row.team_id)) throw new AiplatError('not_found', `No workload ${id}`);
@@ -54,6 +56,16 @@ function mayControl(ctx: RouteContext<any, any, any>, row: WorkloadRow, permissi
 /** `/api/v1/workloads`, `/nodes`, `/gpus/reservations`, `/quotas`, `/usage`, `/priority-classes`. */
 export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): RouteDefinition[] {
   const { scheduler } = runtime;
+  /** Cancel or retry: the caller must see the workload and control it; the change is announced after commit. */
+  const control = async (ctx: RouteContext<any, any, any>, permission: string, act: (row: WorkloadRow, changes: Changes) => Promise<void>) => {
+    const row = await visibleWorkload(ctx, ctx.params.id);
+    mayControl(ctx, row, permission);
+    const changes = new Changes();
+    await act(row, changes);
+    ctx.auditInfo = { team: row.team_id };
+    ctx.afterCommit(() => runtime.publish(changes));
+    return readWorkload(ctx.db, row.id);
+  };
   return [
     {
       method: 'POST',
@@ -142,13 +154,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
       body: { mode: 'none' },
       auditResource: ({ params }) => ({ type: 'workload', id: params.id }),
       handler: async (ctx) => {
-        const row = await visibleWorkload(ctx, ctx.params.id);
-        mayControl(ctx, row, 'workloads:cancel');
-        const changes = new Changes();
-        await scheduler.cancel(ctx.db, row.id, `cancelled by ${ctx.user!.username}`, changes);
-        ctx.auditInfo = { team: row.team_id };
-        ctx.afterCommit(() => runtime.publish(changes));
-        return readWorkload(ctx.db, row.id);
+        return control(ctx, 'workloads:cancel', (row, changes) => scheduler.cancel(ctx.db, row.id, `cancelled by ${ctx.user!.username}`, changes));
       },
     },
     {
@@ -161,13 +167,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
       body: { mode: 'none' },
       auditResource: ({ params }) => ({ type: 'workload', id: params.id }),
       handler: async (ctx) => {
-        const row = await visibleWorkload(ctx, ctx.params.id);
-        mayControl(ctx, row, 'workloads:create');
-        const changes = new Changes();
-        await scheduler.retry(ctx.db, row.id, changes);
-        ctx.auditInfo = { team: row.team_id };
-        ctx.afterCommit(() => runtime.publish(changes));
-        return readWorkload(ctx.db, row.id);
+        return control(ctx, 'workloads:create', (row, changes) => scheduler.retry(ctx.db, row.id, changes));
       },
     },
     {
@@ -195,7 +195,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
           if (q.replica !== undefined) last.where({ replica: q.replica });
           const rows = ((await last) as { id: number; replica: number; epoch: number; at: Date; text: string }[]).reverse();
           return {
-            items: rows.map((r) => ({ logId: r.id, replica: r.replica, epoch: r.epoch, at: iso(r.at), text: r.text })),
+            items: rows.map(logItem),
             nextCursor: rows.length > 0 ? String(rows[rows.length - 1]!.id) : (q.after ?? null),
             topic: `workloads/${ctx.params.id}/logs`,
           };
@@ -206,7 +206,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         const rows = (await query) as { id: number; replica: number; epoch: number; at: Date; text: string }[];
         const page = rows.slice(0, q.limit);
         return {
-          items: page.map((r) => ({ logId: r.id, replica: r.replica, epoch: r.epoch, at: iso(r.at), text: r.text })),
+          items: page.map(logItem),
           nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.id) : null,
           topic: `workloads/${ctx.params.id}/logs`,
         };
