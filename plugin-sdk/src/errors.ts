@@ -18,6 +18,7 @@ export const errorCatalog = {
   plugin_failed: { status: 409, message: 'The plugin could not be loaded.' },
   secret_key_missing: { status: 409, message: 'Secret settings cannot be stored until the server has AIPLAT_SECRET_KEY set.' },
   unschedulable: { status: 422, message: 'The workload can never be scheduled as it is.' },
+  node_unreachable: { status: 422, message: 'The node could not be reached.' },
   payload_too_large: { status: 413, message: 'The request body is larger than this route accepts.' },
   unsupported_media_type: { status: 415, message: 'The request body has a content type this route does not accept.' },
   rate_limited: { status: 429, message: 'Too many requests: slow down and try again.' },

@@ -79,6 +79,8 @@ export interface ReplicaPlacement {
   /** Services: the host port given to each named port. */
   ports?: Record<string, number>;
   exitCode?: number | null;
+  /** The image the replica runs, as its executor resolved it (e.g. the engine's `sha256:` id). */
+  image?: string;
 }
 
 export interface Workload {

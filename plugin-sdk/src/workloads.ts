@@ -5,6 +5,7 @@
  * contribute executors (`scheduler.executors`) and device providers (`scheduler.deviceProviders`).
  */
 import { defineExtensionPoint, defineSeriesHook, defineWaterfallHook } from './hooks.js';
+import type { JsonSchema } from './manifest.js';
 import type { Principal, RouteContext } from './routes.js';
 
 export type {
@@ -117,6 +118,54 @@ export const deviceHooks = {
   sampled: defineSeriesHook<[DevicesSampledEvent]>('devices.sampled'),
 } as const;
 
+/**
+ * A host an administrator added with `POST /api/v1/nodes` (a remote Docker engine, ...), as its
+ * connector gets it back: the settings it accepted and the secret ones decrypted.
+ */
+export interface NodeConnection {
+  /** The node's id in the ledger. */
+  nodeId: string;
+  /** The connector's settings (`settingsSchema`), e.g. `{ url: "tcp://10.0.0.5:2376" }`. */
+  settings: Record<string, unknown>;
+  /** Secret settings (`secretFields`: TLS key, ...), decrypted; stored encrypted with AIPLAT_SECRET_KEY. */
+  secrets: Record<string, string>;
+}
+
+/** What a connector reports about the host it reached. */
+export interface ConnectedNode {
+  name: string;
+  /** Where replicas on it reach each other (MASTER_ADDR). */
+  address: string;
+  labels?: Record<string, string>;
+  /** The executors that run work on it (e.g. `["docker"]`). */
+  executors: string[];
+  /** Its cards, discovered through the host itself (e.g. `nvidia-smi` in a probe container). */
+  devices: DiscoveredDevice[];
+  cpu?: number;
+  memoryMiB?: number;
+}
+
+/**
+ * Contributed to `scheduler.nodeConnectors`: reaches hosts of one `kind` that administrators add
+ * with `POST /api/v1/nodes` (`{ kind, name, settings, secrets }`). The core stores the node, calls
+ * `connect` when it is added (an error refuses the request: "the host does not answer") and again
+ * at every discovery round (an error makes the node `not-ready`, with the message as its reason),
+ * and `disconnect` when it is removed. The executor that runs work on such nodes is the
+ * connector's own business (the docker plugin keeps one engine client per node).
+ */
+export interface NodeConnector {
+  kind: string;
+  /** JSON schema of `settings`. */
+  settingsSchema: JsonSchema;
+  /** Names of the secret settings the connector accepts (each a string). */
+  secretFields: string[];
+  connect(connection: NodeConnection): Promise<ConnectedNode>;
+  /** Live state of the node's cards (sampled every AIPLAT_GPU_SAMPLE_SECONDS). */
+  sample?(connection: NodeConnection): Promise<DeviceSample[]>;
+  /** The node was removed (or the core stops): close clients. */
+  disconnect?(nodeId: string): void | Promise<void>;
+}
+
 /** What the scheduler hands an executor for one replica. */
 export interface ReplicaLaunch {
   workloadId: string;
@@ -144,7 +193,8 @@ export interface ReplicaLaunch {
 
 /** What an executor tells the scheduler about a replica it runs. */
 export interface ReplicaReporter {
-  started(info: { pid?: number }): void;
+  /** `image`: the image the replica really runs (e.g. the engine's `sha256:` id), recorded on the workload. */
+  started(info: { pid?: number; image?: string }): void;
   /** Complete lines of output; `endOffset` is the byte offset in the replica's output just after them (kept to re-attach). */
   output(text: string, endOffset: number): void;
   exited(info: { exitCode: number | null; signal?: string | null }): void;
@@ -169,11 +219,17 @@ export interface Executor {
   stop(handle: Record<string, unknown>, options: { graceSeconds: number }): Promise<void>;
   /** Remove what the replica left (run folder, container). */
   cleanup?(handle: Record<string, unknown>): Promise<void>;
+  /**
+   * Host process ids of a running replica (a container's processes as the host sees them): the GPU
+   * sampler does not count their memory as held by processes outside aiplat.
+   */
+  processIds?(handle: Record<string, unknown>): Promise<number[]>;
 }
 
 export const schedulerExtensionPoints = {
   executors: defineExtensionPoint<Executor>('scheduler.executors'),
   deviceProviders: defineExtensionPoint<DeviceProvider>('scheduler.deviceProviders'),
+  nodeConnectors: defineExtensionPoint<NodeConnector>('scheduler.nodeConnectors'),
 } as const;
 
 export const workloadHooks = {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseNvidiaSmiXml, samplesOf } from './devices/nvidia-smi.js';
+import { parseNvidiaSmiXml, samplesOf } from '@aiplat/plugin-sdk/devices';
 import { SIMULATED_CAPTURES_DIR } from './devices/simulated.js';
 import { foreignMemoryMiB, processGroup } from './sampler.js';
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseNvidiaSmiXml, queryNvidiaSmi } from './nvidia-smi.js';
+import { parseNvidiaSmiXml, queryNvidiaSmi } from '@aiplat/plugin-sdk/devices';
 import { FAKE_NVIDIA_SMI, SIMULATED_CAPTURES_DIR } from './simulated.js';
 
 const capture = (path: string): string => readFileSync(resolve(SIMULATED_CAPTURES_DIR, path), 'utf8');

@@ -9,7 +9,7 @@ import os from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DeviceProvider, DiscoveredNode, NodeSample } from '@aiplat/plugin-sdk';
-import { queryNvidiaSmi, samplesOf } from './nvidia-smi.js';
+import { queryNvidiaSmi, samplesOf } from '@aiplat/plugin-sdk/devices';
 
 const SIMULATED_DIR = fileURLToPath(new URL('../../../simulated/nvidia-smi/', import.meta.url));
 

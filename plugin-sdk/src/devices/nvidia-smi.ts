@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import type { DeviceProcess, DeviceSample, DiscoveredDevice } from '@aiplat/plugin-sdk';
+import type { DeviceProcess, DeviceSample, DiscoveredDevice } from '../workloads.js';
 
 export interface NvidiaSmiReport {
   driverVersion: string | null;
