@@ -172,6 +172,13 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     // [scheduler] Declares its hooks and extension points before plugins register against them.
     const instanceId = dataDirInstanceId(config.dataDir);
     const schedulerRuntime = new SchedulerRuntime({
+      sealer: {
+        get canStoreSecrets() {
+          return secretSettings.canStoreSecrets;
+        },
+        seal: (nodeId, secrets) => secretSettings.sealNodeSecrets(nodeId, secrets),
+        open: (nodeId, sealed) => secretSettings.openNodeSecrets(nodeId, sealed),
+      },
       db,
       kind: database.kind,
       events,

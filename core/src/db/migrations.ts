@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { auditChainMigration } from '../audit/migration.js';
-import { gpuSamplesMigration, nodeAdminMigration, schedulerMigration } from '../scheduler/migration.js';
+import { gpuSamplesMigration, nodeAdminMigration, nodeConnectionsMigration, schedulerMigration } from '../scheduler/migration.js';
 
 interface Migration {
   name: string;
@@ -204,6 +204,7 @@ const coreMigrations: Migration[] = [
   { name: '0007_gpu_samples', up: gpuSamplesMigration },
   // Administrators' labels and environment per node.
   { name: '0008_node_admin', up: nodeAdminMigration },
+  { name: '0009_node_connections', up: nodeConnectionsMigration },
 ];
 
 /** A knex migration source over in-code migrations, so no file globbing decides what runs. */

@@ -365,8 +365,8 @@ export class Agent {
   private reporter(live: Live): ReplicaReporter {
     return {
       // Recorded before the end is (settleLive waits for it): a quick job still shows it ran.
-      started: () => {
-        live.startedRecorded = this.started(live);
+      started: (info) => {
+        live.startedRecorded = this.started(live, info?.image);
       },
       output: (text, endOffset) => {
         live.text += text;
@@ -383,7 +383,7 @@ export class Agent {
     };
   }
 
-  private async started(live: Live): Promise<void> {
+  private async started(live: Live, image: string | undefined): Promise<void> {
     const { db } = this.options;
     try {
       const changes = new Changes();
@@ -392,8 +392,12 @@ export class Agent {
         const w = (await trx('workloads').where({ id: live.workloadId }).forUpdate().first('state', 'kind', 'replicas', 'epoch')) as WorkloadRow | undefined;
         const updated = await trx('workload_replicas')
           .where({ workload_id: live.workloadId, replica: live.replica, epoch: live.epoch, state: 'starting' })
-          .update({ state: 'running', started_at: trx.fn.now() });
-        if (updated === 0) return;
+          .update({ state: 'running', started_at: trx.fn.now(), ...(image ? { image } : {}) });
+        if (updated === 0) {
+          // Followed again after a restart: the image is recorded once.
+          if (image) await trx('workload_replicas').where({ workload_id: live.workloadId, replica: live.replica, epoch: live.epoch }).whereNull('image').update({ image });
+          return;
+        }
         if (!w || w.state !== 'scheduled') return;
         const waiting = (await trx('workload_replicas').where({ workload_id: live.workloadId }).whereIn('state', ['pending', 'placed', 'starting']).count('* as n').first()) as { n: number };
         // A job runs once all its replicas do; a service as soon as one does.

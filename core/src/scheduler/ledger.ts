@@ -78,7 +78,8 @@ export async function heartbeat(db: Knex, agent: string): Promise<void> {
 
 /** Nodes this agent registered earlier that no provider reports now go offline (their cards stay in the history). */
 export async function markMissingNodes(db: Knex, agent: string, seen: string[]): Promise<void> {
-  await db('nodes').where({ agent }).whereNotIn('id', seen).update({ state: 'offline' });
+  // Nodes added through the API are not discovered: their connector tells (connections.ts).
+  await db('nodes').where({ agent }).whereNull('connector').whereNotIn('id', seen).whereNot({ state: 'removed' }).update({ state: 'offline' });
 }
 
 async function sequentially(queries: (() => Promise<unknown>)[]): Promise<unknown[]> {
@@ -103,7 +104,7 @@ export async function loadCluster(
         : db('nodes').where({ state: 'ready' }).whereRaw(`seen_at > now() - interval '${NODE_STALE_SECONDS} seconds'`)
       )
         .orderBy('id')
-        .select('id', 'address', 'executors', 'labels', 'user_labels'),
+        .select('id', 'address', 'executors', 'labels', 'user_labels', 'allowed_images'),
     () => db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']).select('id', 'node_id', 'index', 'uuid', 'model', 'memory_mib', 'foreign_memory_mib'),
     () => db('gpu_reservations').whereRaw('upper_inf(held)').select('device_id', db.raw('lower(memory) as lo'), db.raw('upper(memory) as hi')),
     () => db('workload_replicas')
@@ -114,9 +115,9 @@ export async function loadCluster(
   ])) as [unknown[], unknown[], unknown[], unknown[]];
   const byId = new Map<string, NodeState>();
   const nodes: NodeState[] = [];
-  for (const n of nodeRows as { id: string; address: string; executors: string[]; labels: Record<string, string>; user_labels: Record<string, string> }[]) {
+  for (const n of nodeRows as { id: string; address: string; executors: string[]; labels: Record<string, string>; user_labels: Record<string, string>; allowed_images: string[] }[]) {
     // Administrators' labels win over discovered ones.
-    const node: NodeState = { id: n.id, address: n.address, executors: n.executors, labels: { ...n.labels, ...n.user_labels }, devices: [], cpuReplicas: 0 };
+    const node: NodeState = { id: n.id, address: n.address, executors: n.executors, labels: { ...n.labels, ...n.user_labels }, allowedImages: n.allowed_images, devices: [], cpuReplicas: 0 };
     nodes.push(node);
     byId.set(n.id, node);
   }

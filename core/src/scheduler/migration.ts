@@ -227,3 +227,28 @@ export async function nodeAdminMigration(knex: Knex): Promise<void> {
     t.jsonb('env').notNullable().defaultTo('{}');
   });
 }
+
+/**
+ * 0009_node_connections: hosts administrators add through the API (`POST /api/v1/nodes`, reached
+ * by a plugin's node connector: a remote Docker engine...), their image allow-lists, the reason a
+ * node is not ready, and the image each replica really ran.
+ */
+export async function nodeConnectionsMigration(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('nodes', (t) => {
+    // The connector kind (e.g. "docker") of a node added through the API; null for discovered nodes.
+    t.text('connector');
+    // The connector's settings as given (nothing secret).
+    t.jsonb('connection');
+    // Secret settings, each encrypted with AIPLAT_SECRET_KEY (a { $secret } marker per field).
+    t.jsonb('connection_secrets');
+    // Simulated cards given to an added node (a capture name), for machines without GPUs.
+    t.text('simulated_gpus');
+    t.jsonb('allowed_images').notNullable().defaultTo('[]');
+    t.text('state_reason');
+  });
+  await knex.raw('alter table nodes drop constraint nodes_state_check');
+  await knex.raw("alter table nodes add constraint nodes_state_check check (state in ('ready', 'not-ready', 'offline', 'cordoned', 'removed'))");
+  await knex.schema.alterTable('workload_replicas', (t) => {
+    t.text('image');
+  });
+}

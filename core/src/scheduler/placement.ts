@@ -4,6 +4,7 @@
  * microseconds each; the database then makes the result safe (the ledger's exclusion constraint
  * refuses any overlap a stale picture would produce).
  */
+import { minimatch } from 'minimatch';
 
 export type Strategy = 'binpack' | 'spread';
 
@@ -25,6 +26,8 @@ export interface NodeState {
   address: string;
   executors: string[];
   labels: Record<string, string>;
+  /** Image patterns this node runs (globs: `*` within a path segment, `**` across); empty: any image. */
+  allowedImages?: string[];
   devices: DeviceState[];
   /** Live replicas placed here without GPUs (spreads CPU-only work). */
   cpuReplicas: number;
@@ -37,6 +40,8 @@ export interface PlacementRequest {
   gpuMemoryMiB?: number | null;
   executor: string;
   nodeSelector?: Record<string, string>;
+  /** The container image, for nodes with an image allow-list. */
+  image?: string;
 }
 
 export interface DeviceGrant {
@@ -91,7 +96,13 @@ export function eligible(node: NodeState, request: PlacementRequest): boolean {
   if (request.nodeSelector) {
     for (const [key, value] of Object.entries(request.nodeSelector)) if (node.labels[key] !== value) return false;
   }
+  if (request.image && node.allowedImages && node.allowedImages.length > 0 && !imageAllowed(request.image, node.allowedImages)) return false;
   return true;
+}
+
+/** Whether `image` matches one of a node's allow-list patterns (`local/*`, `registry.lan/team/**`, `pytorch:2.*`). */
+export function imageAllowed(image: string, patterns: readonly string[]): boolean {
+  return patterns.some((pattern) => minimatch(image, pattern, { nocomment: true, nonegate: true }));
 }
 
 /** Place one replica on the cluster picture and record it there; undefined when nothing fits. */
@@ -189,7 +200,8 @@ export function neverFits(nodes: NodeState[], request: PlacementRequest): string
   const candidates = nodes.filter((n) => eligible(n, request));
   if (candidates.length === 0) {
     const selector = request.nodeSelector && Object.keys(request.nodeSelector).length > 0 ? ` with labels ${JSON.stringify(request.nodeSelector)}` : '';
-    return `no node runs the "${request.executor}" executor${selector}`;
+    const image = request.image && nodes.some((n) => n.allowedImages && n.allowedImages.length > 0) ? ` that allows the image "${request.image}"` : '';
+    return `no node runs the "${request.executor}" executor${selector}${image}`;
   }
   if (request.gpuMemoryMiB) {
     const largest = Math.max(0, ...candidates.flatMap((n) => n.devices.map((d) => d.memoryMiB)));

@@ -3,7 +3,11 @@ import type { SchedulerRuntime } from './runtime.js';
 import { workloadSpecSchema } from './spec.js';
 import { Changes, iso, readWorkload, toWorkload, type ReplicaRow, type WorkloadRow } from './store.js';
 import { gpuHours, gpusInUse, quotaStates, round } from './quotas.js';
-import { loadCluster } from './ledger.js';
+import type { Knex } from 'knex';
+import { settingsValidator } from '../http/validation.js';
+import type { AddNodeRequest } from './connections.js';
+import { SIMULATED_CAPTURES } from './devices/simulated.js';
+import { loadCluster, NODE_STALE_SECONDS } from './ledger.js';
 import { usedMiB } from './placement.js';
 
 const STATES = ['pending', 'scheduled', 'running', 'ready', 'succeeded', 'failed', 'cancelled', 'lost'];
@@ -51,6 +55,107 @@ function mayControl(ctx: RouteContext<any, any, any>, row: WorkloadRow, permissi
     permission: 'workloads:manage',
     team: row.team_id,
   });
+}
+
+const NODE_NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$';
+const labelsSchema = { type: 'object', maxProperties: 32, propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$' }, additionalProperties: { type: 'string', maxLength: 256 } };
+const envSchema = { type: 'object', maxProperties: 100, propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }, additionalProperties: { type: 'string', maxLength: 4096 } };
+const allowedImagesSchema = {
+  type: 'array',
+  maxItems: 100,
+  uniqueItems: true,
+  items: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[A-Za-z0-9*?\\[][A-Za-z0-9._\\-/:@*?\\[\\]{},]*$' },
+  description: 'image patterns this node runs (`local/*`, `registry.lan/team/**`, `pytorch/pytorch:2.*`); empty: any',
+};
+
+/** Variables the scheduler sets for each replica: not a node's to set. */
+function checkEnv(env: Record<string, string> | undefined): void {
+  for (const reserved of ['CUDA_VISIBLE_DEVICES', 'WORLD_SIZE', 'RANK', 'MASTER_ADDR', 'MASTER_PORT']) {
+    if (env && reserved in env) throw new AiplatError('validation_failed', `env ${reserved} is set by the scheduler for each replica`, { field: `env.${reserved}` });
+  }
+}
+
+interface NodeRow {
+  id: string;
+  name: string;
+  address: string;
+  provider: string;
+  labels: Record<string, string>;
+  user_labels: Record<string, string>;
+  env: Record<string, string>;
+  executors: string[];
+  simulated: boolean;
+  cpu: number | null;
+  memory_mib: number | null;
+  state: string;
+  state_reason: string | null;
+  seen_at: Date | string;
+  connector: string | null;
+  connection: Record<string, unknown> | null;
+  connection_secrets: Record<string, unknown> | null;
+  allowed_images: string[];
+}
+
+/** The state people see: a ready node whose core has been silent is not ready. */
+function nodeState(n: Pick<NodeRow, 'state' | 'state_reason' | 'seen_at'>): { state: string; stateReason: string | null } {
+  const silentFor = Math.round((Date.now() - new Date(n.seen_at).getTime()) / 1000);
+  if (n.state === 'ready' && silentFor > NODE_STALE_SECONDS) {
+    return { state: 'not-ready', stateReason: `its core has not reported it for ${silentFor} s` };
+  }
+  return { state: n.state, stateReason: n.state_reason };
+}
+
+/** Nodes as the API shows them, with their cards and what is held on each. */
+async function nodeItems(db: Knex, ids?: string[]): Promise<Record<string, unknown>[]> {
+  const nodeQuery = db('nodes').whereNot({ state: 'removed' }).orderBy('id');
+  const deviceQuery = db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']);
+  if (ids) {
+    nodeQuery.whereIn('id', ids);
+    deviceQuery.whereIn('node_id', ids);
+  }
+  const [nodes, devices, cluster] = await Promise.all([nodeQuery, deviceQuery, loadCluster(db, { includeCordoned: true })]);
+  const byNode = new Map<string, Record<string, unknown>[]>();
+  for (const d of devices as { id: string; node_id: string; index: number; uuid: string; model: string; memory_mib: number; details: Record<string, unknown> }[]) {
+    const state = cluster.devices.get(d.id);
+    const foreign = state?.foreignMiB ?? 0;
+    const reserved = state ? usedMiB(state) - foreign : 0;
+    byNode.set(d.node_id, [
+      ...(byNode.get(d.node_id) ?? []),
+      {
+        id: d.id,
+        index: d.index,
+        uuid: d.uuid,
+        model: d.model,
+        memoryMiB: d.memory_mib,
+        reservedMiB: reserved,
+        // Held by processes aiplat did not start: counted as taken.
+        foreignMiB: foreign,
+        free: reserved === 0 && foreign === 0,
+        details: d.details,
+      },
+    ]);
+  }
+  return (nodes as NodeRow[]).map((n) => ({
+    id: n.id,
+    name: n.name,
+    address: n.address,
+    provider: n.provider,
+    ...nodeState(n),
+    kind: n.connector,
+    settings: n.connection,
+    secrets: Object.fromEntries(Object.keys(n.connection_secrets ?? {}).map((field) => [field, { set: true }])),
+    allowedImages: n.allowed_images,
+    removable: n.connector !== null || n.state === 'offline',
+    simulated: n.simulated,
+    labels: { ...n.labels, ...n.user_labels },
+    userLabels: n.user_labels,
+    env: n.env,
+    executors: n.executors,
+    cpu: n.cpu,
+    memoryMiB: n.memory_mib,
+    seenAt: iso(n.seen_at),
+    gpus: byNode.get(n.id) ?? [],
+  }));
 }
 
 /** `/api/v1/workloads`, `/nodes`, `/gpus/reservations`, `/quotas`, `/usage`, `/priority-classes`. */
@@ -129,6 +234,23 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
           items: page.map((row) => toWorkload(row, byWorkload.get(row.id) ?? [])),
           nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.seq) : null,
         };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/workloads/summary',
+      summary: 'How many workloads of my teams are in each state (dashboard)',
+      tags: ['workloads'],
+      permission: 'workloads:read',
+      query: { type: 'object', properties: { team: { type: 'string', minLength: 1, maxLength: 100 } } },
+      handler: async (ctx) => {
+        const q = ctx.query as { team?: string };
+        const query = scoped(ctx, 'workloads', 'workloads:read').groupBy('state').select('state', ctx.db.raw('count(*)::int as n'));
+        if (q.team) query.where('team_id', q.team);
+        const rows = (await query) as { state: string; n: number }[];
+        const byState: Record<string, number> = Object.fromEntries(STATES.map((state) => [state, 0]));
+        for (const r of rows) byState[r.state] = Number(r.n);
+        return { byState };
       },
     },
     {
@@ -267,51 +389,79 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
       summary: 'Nodes with their GPUs, and what is reserved on each',
       tags: ['gpus'],
       permission: 'nodes:read',
+      handler: async (ctx) => ({ items: await nodeItems(ctx.db) }),
+    },
+    {
+      method: 'POST',
+      path: '/nodes',
+      summary: 'Add a host as a node (a remote Docker engine by socket or TCP URL, ...), reached through the node connector of its kind',
+      description:
+        'The host is reached before anything is stored: one that does not answer is refused with 422 `node_unreachable`. `secrets` (TLS CA, certificate and key, PEM) are stored encrypted with AIPLAT_SECRET_KEY. `simulatedGpus` gives a host without GPUs simulated cards from a real capture (demonstrations, development): they are labelled simulated everywhere.',
+      tags: ['gpus'],
+      permission: 'nodes:manage',
+      body: {
+        mode: 'json',
+        schema: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['kind', 'name', 'settings'],
+          properties: {
+            kind: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,40}$', description: 'the connector kind, e.g. "docker"' },
+            name: { type: 'string', pattern: NODE_NAME, description: 'becomes the node id' },
+            settings: { type: 'object', additionalProperties: true, description: "the connector's settings, e.g. { url: \"tcp://10.0.0.5:2376\" }" },
+            secrets: { type: 'object', maxProperties: 10, additionalProperties: { type: 'string', minLength: 1, maxLength: 65536 } },
+            labels: labelsSchema,
+            env: envSchema,
+            allowedImages: allowedImagesSchema,
+            simulatedGpus: { enum: Object.keys(SIMULATED_CAPTURES), description: 'simulated cards from a capture, for machines without GPUs' },
+          },
+        },
+      },
+      // Reaching the host may take seconds: not in a request transaction (the embedded database
+      // has one connection). The node is stored in a transaction of its own, then audited.
+      mutates: false,
+      auditResource: ({ body }) => ({ type: 'node', id: (body as { name?: string } | undefined)?.name ?? '' }),
+      responses: { 201: { description: 'The node, ready' } },
       handler: async (ctx) => {
-        const [nodes, devices, cluster] = await Promise.all([
-          ctx.db('nodes').orderBy('id'),
-          ctx.db('gpu_devices').where({ present: true }).orderBy(['node_id', 'index']),
-          loadCluster(ctx.db),
-        ]);
-        const byNode = new Map<string, Record<string, unknown>[]>();
-        for (const d of devices as { id: string; node_id: string; index: number; uuid: string; model: string; memory_mib: number; details: Record<string, unknown> }[]) {
-          const state = cluster.devices.get(d.id);
-          const foreign = state?.foreignMiB ?? 0;
-          const reserved = state ? usedMiB(state) - foreign : 0;
-          byNode.set(d.node_id, [
-            ...(byNode.get(d.node_id) ?? []),
-            {
-              id: d.id,
-              index: d.index,
-              uuid: d.uuid,
-              model: d.model,
-              memoryMiB: d.memory_mib,
-              reservedMiB: reserved,
-              // Held by processes aiplat did not start: counted as taken.
-              foreignMiB: foreign,
-              free: reserved === 0 && foreign === 0,
-              details: d.details,
-            },
-          ]);
+        const body = ctx.body as AddNodeRequest & { labels?: Record<string, string> };
+        checkEnv(body.env);
+        const connector = runtime.connections.connector(body.kind);
+        // The connector's own schema: its fields named in the error, its defaults applied.
+        const settings = connector ? settingsValidator(connector.settingsSchema).validate(body.settings) : body.settings;
+        const id = await runtime.connections.add(ctx.db, { ...body, settings });
+        await ctx.audit('core:POST /nodes', { method: 'POST', path: '/api/v1/nodes', kind: body.kind, settings }, { resource: { type: 'node', id } });
+        runtime.scheduler.nudge();
+        return reply(201, (await nodeItems(ctx.db, [id]))[0]);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/nodes/:id',
+      summary: 'Remove a node: one added through the API, or a discovered one that went offline. Drain it first: a node that runs work is not removed',
+      tags: ['gpus'],
+      permission: 'nodes:manage',
+      params: idParams,
+      auditResource: ({ params }) => ({ type: 'node', id: params.id }),
+      handler: async (ctx) => {
+        const node = (await ctx.db('nodes').where({ id: ctx.params.id }).whereNot({ state: 'removed' }).forUpdate().first('id', 'state', 'connector')) as
+          | { id: string; state: string; connector: string | null }
+          | undefined;
+        if (!node) throw new AiplatError('not_found', `No node ${ctx.params.id}`);
+        if (node.connector === null && node.state !== 'offline') {
+          throw new AiplatError('conflict', `Node ${node.id} is discovered by its core and still reports in: removed now, it would come back at the next round. Cordon it, or remove it once it is offline`);
         }
-        return {
-          items: (nodes as { id: string; name: string; address: string; provider: string; labels: Record<string, string>; user_labels: Record<string, string>; env: Record<string, string>; executors: string[]; simulated: boolean; cpu: number | null; memory_mib: number | null; state: string; seen_at: Date }[]).map((n) => ({
-            id: n.id,
-            name: n.name,
-            address: n.address,
-            provider: n.provider,
-            state: n.state,
-            simulated: n.simulated,
-            labels: { ...n.labels, ...n.user_labels },
-            userLabels: n.user_labels,
-            env: n.env,
-            executors: n.executors,
-            cpu: n.cpu,
-            memoryMiB: n.memory_mib,
-            seenAt: iso(n.seen_at),
-            gpus: byNode.get(n.id) ?? [],
-          })),
-        };
+        const live = (await ctx.db('workload_replicas').where({ node_id: node.id }).whereIn('state', ['placed', 'starting', 'running', 'ready']).count('* as n').first()) as { n: number | string };
+        if (Number(live.n) > 0) {
+          throw new AiplatError('conflict', `Node ${node.id} still runs ${live.n} replica${Number(live.n) === 1 ? '' : 's'}: drain it (with evict to move the work) and remove it when it is idle`, { running: Number(live.n) });
+        }
+        // Its cards stay in the ledger's history (reservations refer to them), never placed on again.
+        await ctx.db('nodes').where({ id: node.id }).update({ state: 'removed', state_reason: null, connection_secrets: null });
+        await ctx.db('gpu_devices').where({ node_id: node.id }).update({ present: false, updated_at: ctx.db.fn.now() });
+        if (node.connector) {
+          const kind = node.connector;
+          ctx.afterCommit(() => runtime.connections.disconnect(kind, node.id));
+        }
+        return reply(204);
       },
     },
     {
@@ -330,14 +480,17 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
           properties: {
             cordoned: { type: 'boolean' },
             labels: { type: 'object', maxProperties: 32, propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$' }, additionalProperties: { type: ['string', 'null'], maxLength: 256 } },
-            env: { type: 'object', maxProperties: 100, propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }, additionalProperties: { type: 'string', maxLength: 4096 } },
+            env: envSchema,
+            allowedImages: allowedImagesSchema,
           },
         },
       },
       auditResource: ({ params }) => ({ type: 'node', id: params.id }),
       handler: async (ctx) => {
-        const body = ctx.body as { cordoned?: boolean; labels?: Record<string, string | null>; env?: Record<string, string> };
-        const node = (await ctx.db('nodes').where({ id: ctx.params.id }).forUpdate().first('id', 'state', 'user_labels')) as { id: string; state: string; user_labels: Record<string, string> } | undefined;
+        const body = ctx.body as { cordoned?: boolean; labels?: Record<string, string | null>; env?: Record<string, string>; allowedImages?: string[] };
+        const node = (await ctx.db('nodes').where({ id: ctx.params.id }).whereNot({ state: 'removed' }).forUpdate().first('id', 'state', 'user_labels')) as
+          | { id: string; state: string; user_labels: Record<string, string> }
+          | undefined;
         if (!node) throw new AiplatError('not_found', `No node ${ctx.params.id}`);
         for (const reserved of ['CUDA_VISIBLE_DEVICES', 'WORLD_SIZE', 'RANK', 'MASTER_ADDR', 'MASTER_PORT']) {
           if (body.env && reserved in body.env) throw new AiplatError('validation_failed', `env ${reserved} is set by the scheduler for each replica`, { field: `env.${reserved}` });
@@ -345,8 +498,11 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         const patch: Record<string, unknown> = {};
         if (body.cordoned !== undefined) {
           if (node.state === 'offline' && !body.cordoned) throw new AiplatError('conflict', `Node ${node.id} is offline: it becomes ready when its core reports it again`);
-          patch.state = body.cordoned ? 'cordoned' : 'ready';
+          if (node.state === 'not-ready' && !body.cordoned) throw new AiplatError('conflict', `Node ${node.id} is not ready: it becomes ready when its host answers again`);
+          // Cordoning keeps "not ready" visible through the reason; uncordoning a cordoned node whose host is down makes it not ready at the next round.
+          if (node.state !== 'not-ready' || body.cordoned) patch.state = body.cordoned ? 'cordoned' : 'ready';
         }
+        if (body.allowedImages) patch.allowed_images = JSON.stringify(body.allowedImages);
         if (body.labels) {
           const labels = { ...node.user_labels };
           for (const [key, value] of Object.entries(body.labels)) {
@@ -358,8 +514,8 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         if (body.env) patch.env = JSON.stringify(body.env);
         await ctx.db('nodes').where({ id: node.id }).update(patch);
         ctx.afterCommit(() => runtime.scheduler.nudge());
-        const row = (await ctx.db('nodes').where({ id: node.id }).first('id', 'state', 'labels', 'user_labels', 'env')) as { id: string; state: string; labels: Record<string, string>; user_labels: Record<string, string>; env: Record<string, string> };
-        return { id: row.id, state: row.state, labels: { ...row.labels, ...row.user_labels }, userLabels: row.user_labels, env: row.env };
+        const row = (await ctx.db('nodes').where({ id: node.id }).first()) as NodeRow;
+        return { id: row.id, ...nodeState(row), labels: { ...row.labels, ...row.user_labels }, userLabels: row.user_labels, env: row.env, allowedImages: row.allowed_images };
       },
     },
     {
@@ -373,9 +529,9 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
       auditResource: ({ params }) => ({ type: 'node', id: params.id }),
       handler: async (ctx) => {
         const { evict } = ctx.body as { evict: boolean };
-        const node = (await ctx.db('nodes').where({ id: ctx.params.id }).forUpdate().first('id', 'state')) as { id: string; state: string } | undefined;
+        const node = (await ctx.db('nodes').where({ id: ctx.params.id }).whereNot({ state: 'removed' }).forUpdate().first('id', 'state')) as { id: string; state: string } | undefined;
         if (!node) throw new AiplatError('not_found', `No node ${ctx.params.id}`);
-        if (node.state === 'ready') await ctx.db('nodes').where({ id: node.id }).update({ state: 'cordoned' });
+        if (node.state === 'ready' || node.state === 'not-ready') await ctx.db('nodes').where({ id: node.id }).update({ state: 'cordoned' });
         const running = (await ctx.db('workload_replicas')
           .where({ node_id: node.id })
           .whereIn('state', ['placed', 'starting', 'running', 'ready'])
@@ -439,6 +595,46 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
           to: to.toISOString(),
           stepSeconds: step,
           points: rows.map((r) => ({ at: iso(r.t), utilizationPercent: point(r.util), memoryUsedMiB: point(r.used), temperatureC: point(r.temp), powerW: point(r.power) })),
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/gpus/metrics',
+      summary: 'All cards together over time: average utilisation, memory used and total (the dashboard), averaged into at most ~500 points',
+      tags: ['gpus'],
+      permission: 'nodes:read',
+      query: {
+        type: 'object',
+        properties: {
+          from: { type: 'string', format: 'date-time', description: 'default: an hour ago' },
+          to: { type: 'string', format: 'date-time', description: 'default: now' },
+          node: { type: 'string', minLength: 1, maxLength: 100, description: 'one node only' },
+        },
+      },
+      handler: async (ctx) => {
+        const q = ctx.query as { from?: string; to?: string; node?: string };
+        const to = q.to ? new Date(q.to) : new Date();
+        const from = q.from ? new Date(q.from) : new Date(to.getTime() - 3600_000);
+        if (from >= to) throw new AiplatError('validation_failed', '"from" must be before "to"', { field: 'from' });
+        const step = Math.max(1, Math.ceil((to.getTime() - from.getTime()) / 1000 / 500));
+        // Per bucket: each card's average first, then the cards together (a card sampled more often does not weigh more).
+        const { rows } = (await ctx.db.raw(
+          `with per_card as (
+             select date_bin(make_interval(secs => ?), s.at, ?::timestamptz) as t, s.device_id,
+                    avg(s.utilization_percent) as util, avg(s.memory_used_mib) as used, avg(s.memory_total_mib) as total
+               from gpu_samples s join gpu_devices d on d.id = s.device_id
+              where s.at >= ? and s.at < ?${q.node ? ' and d.node_id = ?' : ''}
+              group by 1, 2)
+           select t, avg(util) as util, sum(used) as used, sum(total) as total, count(*)::int as cards from per_card group by t order by t`,
+          [step, from, from, to, ...(q.node ? [q.node] : [])],
+        )) as { rows: { t: Date | string; util: number | null; used: number | null; total: number | null; cards: number }[] };
+        const point = (value: number | null) => (value === null ? null : Math.round(Number(value) * 100) / 100);
+        return {
+          from: from.toISOString(),
+          to: to.toISOString(),
+          stepSeconds: step,
+          points: rows.map((r) => ({ at: iso(r.t), utilizationPercent: point(r.util), memoryUsedMiB: point(r.used), memoryTotalMiB: point(r.total), cards: r.cards })),
         };
       },
     },

@@ -17,6 +17,7 @@ import {
 import type { KernelHooks } from '../kernel/hooks.js';
 import { Agent } from './agent.js';
 import { localNodeProvider, simulatedProvider } from './devices/simulated.js';
+import { NodeConnections, type NodeSecretsSealer } from './connections.js';
 import { heartbeat, markMissingNodes, NODE_HEARTBEAT_SECONDS, syncNodes } from './ledger.js';
 import { LocalExecutor } from './local/local-executor.js';
 import type { Strategy } from './placement.js';
@@ -44,6 +45,8 @@ export interface SchedulerRuntimeOptions {
   gpuMetricsRetentionHours: number;
   canInTeam: (principal: Principal, permission: string, team: string) => boolean;
   teamExists: (team: string) => boolean;
+  /** Seals node secrets (TLS keys of added hosts) with AIPLAT_SECRET_KEY. */
+  sealer: NodeSecretsSealer;
 }
 
 /**
@@ -55,6 +58,8 @@ export class SchedulerRuntime {
   readonly scheduler: Scheduler;
   readonly agent: Agent;
   readonly local: LocalExecutor;
+  /** Nodes added through the API, reached through plugins' node connectors. */
+  readonly connections: NodeConnections;
   private readonly ownNodes = new Set<string>();
   private subscription: { unsubscribe(): void } | undefined;
   private pluginsSubscription: { unsubscribe(): void } | undefined;
@@ -66,6 +71,7 @@ export class SchedulerRuntime {
     const { hooks } = options;
     hooks.declareExtensionPoint(schedulerExtensionPoints.executors, 'core');
     hooks.declareExtensionPoint(schedulerExtensionPoints.deviceProviders, 'core');
+    hooks.declareExtensionPoint(schedulerExtensionPoints.nodeConnectors, 'core');
     hooks.declareHook(workloadHooks.beforeSubmit, 'core');
     hooks.declareHook(workloadHooks.stateChanged, 'core');
     hooks.declareHook(deviceHooks.sampled, 'core');
@@ -76,6 +82,14 @@ export class SchedulerRuntime {
     if (options.simulatedGpus) {
       hooks.contribute(schedulerExtensionPoints.deviceProviders, 'core', simulatedProvider({ capture: options.simulatedGpus, nodes: options.simulatedNodes }));
     }
+    this.connections = new NodeConnections({
+      db: options.db,
+      instanceId: options.instanceId,
+      logger: options.logger.child({ component: 'nodes' }),
+      connectors: () => hooks.contributions(schedulerExtensionPoints.nodeConnectors),
+      sealer: options.sealer,
+      ownNodes: this.ownNodes,
+    });
     const onChanges = (changes: Changes) => this.publish(changes);
     this.scheduler = new Scheduler({
       db: options.db,
@@ -152,7 +166,8 @@ export class SchedulerRuntime {
       db: this.options.db,
       logger: this.options.logger,
       hooks: this.options.hooks,
-      providers: () => this.providers(),
+      // The added nodes' cards are sampled through their connectors.
+      providers: () => [...this.providers(), { name: 'connected', discover: async () => [], sample: () => this.connections.sample() }],
       nodes: () => this.ownNodes,
       registry,
       intervalSeconds: this.options.gpuSampleSeconds,
@@ -198,6 +213,7 @@ export class SchedulerRuntime {
     }
     // A provider that failed this time says nothing about its nodes: take none offline.
     if (!failed) await markMissingNodes(this.options.db, this.options.instanceId, seen);
+    await this.connections.refresh().catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot refresh the added nodes'));
   }
 
   /** Tell the world about committed state changes: the stream, the `workloads.stateChanged` hook, the agent. */

@@ -220,6 +220,7 @@ export class Scheduler {
       gpuMemoryMiB: spec.resources?.gpuMemoryMiB ?? null,
       executor: executorName,
       nodeSelector: spec.nodeSelector,
+      image: spec.image,
     };
     if (problems.length === 0) {
       const cluster = await loadCluster(db, { includeCordoned: true });
@@ -330,6 +331,7 @@ export class Scheduler {
         gpuMemoryMiB: row.gpu_memory_mib,
         executor: row.executor,
         nodeSelector: row.spec.nodeSelector,
+        image: row.spec.image,
       };
       const quota = quotaByTeam.get(row.team_id);
       const exhausted = quota && hoursLeft.get(row.team_id);
@@ -599,7 +601,7 @@ export class Scheduler {
     const taken = new Set<string>();
     for (const item of waiting) {
       if (item.row.kind !== 'job' || alreadyFor.has(item.row.id)) continue;
-      const request: PlacementRequest = { gpus: item.row.gpus, gpuMemoryMiB: item.row.gpu_memory_mib, executor: item.row.executor, nodeSelector: item.row.spec.nodeSelector };
+      const request: PlacementRequest = { gpus: item.row.gpus, gpuMemoryMiB: item.row.gpu_memory_mib, executor: item.row.executor, nodeSelector: item.row.spec.nodeSelector, image: item.row.spec.image };
       const victims: string[] = [];
       let fits = false;
       for (const candidate of candidates) {

@@ -48,6 +48,8 @@ export interface ReplicaRow {
   restarts: number;
   started_at: Date | string | null;
   finished_at: Date | string | null;
+  /** The image the executor reported it runs. */
+  image?: string | null;
 }
 
 export const LIVE_REPLICA_STATES = ['placed', 'starting', 'running', 'ready'] as const;
@@ -68,6 +70,7 @@ export function toWorkload(row: WorkloadRow, replicas: ReplicaRow[]): Workload {
       state: r.state,
       ...(Object.keys(r.ports ?? {}).length > 0 ? { ports: r.ports } : {}),
       ...(r.exit_code !== null ? { exitCode: r.exit_code } : {}),
+      ...(r.image ? { image: r.image } : {}),
     }));
   return {
     id: row.id,

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { decryptSetting, decryptText, deriveSecretKey, encryptText, parseEnvelope, SecretDecryptError, type SecretKey, type SecretMarker } from './crypto.js';
+import { decryptSetting, decryptText, deriveSecretKey, encryptText, isSecretMarker, parseEnvelope, SecretDecryptError, type SecretKey, type SecretMarker } from './crypto.js';
 import { findSecretMarkers, pathName, type SettingPath } from './paths.js';
 
 /** The `settings` row that records which key the stored secrets were encrypted with. */
@@ -47,12 +47,31 @@ export async function writeKeyCheck(db: Knex, key: SecretKey): Promise<void> {
 }
 
 /** Every secret stored in plugin settings. */
-export async function storedSecrets(db: Knex, options: { forUpdate?: boolean } = {}): Promise<{ rows: { id: string; config: unknown }[]; secrets: StoredSecret[] }> {
+export async function storedSecrets(
+  db: Knex,
+  options: { forUpdate?: boolean } = {},
+): Promise<{ rows: { id: string; config: unknown }[]; secrets: StoredSecret[]; nodes: { id: string; connection_secrets: Record<string, unknown> }[] }> {
   const query = db('plugin_states').select('id', 'config').orderBy('id');
   const rows = (await (options.forUpdate ? query.forUpdate() : query)) as { id: string; config: unknown }[];
   for (const row of rows) if (typeof row.config === 'string') row.config = JSON.parse(row.config) as unknown;
   const secrets = rows.flatMap((row) => findSecretMarkers(row.config).map(({ path, marker }) => ({ plugin: row.id, path, marker })));
-  return { rows, secrets };
+  // Nodes added through the API keep their TLS keys and other secret settings sealed the same way,
+  // bound to "node:<id>" and the field's name.
+  const nodeQuery = db('nodes').whereNotNull('connection_secrets').select('id', 'connection_secrets').orderBy('id');
+  const nodes = (await (options.forUpdate ? nodeQuery.forUpdate() : nodeQuery)) as { id: string; connection_secrets: unknown }[];
+  for (const node of nodes) {
+    const sealed = (typeof node.connection_secrets === 'string' ? JSON.parse(node.connection_secrets) : node.connection_secrets) as Record<string, unknown>;
+    node.connection_secrets = sealed;
+    for (const [field, marker] of Object.entries(sealed ?? {})) {
+      if (isSecretMarker(marker)) secrets.push({ plugin: nodeSecretOwner(node.id), path: [field], marker });
+    }
+  }
+  return { rows, secrets, nodes: nodes as { id: string; connection_secrets: Record<string, unknown> }[] };
+}
+
+/** What a node's secret settings are bound to (in place of a plugin id). */
+export function nodeSecretOwner(nodeId: string): string {
+  return `node:${nodeId}`;
 }
 
 function plural(n: number, one: string, many: string): string {

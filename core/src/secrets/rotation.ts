@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { decryptSetting, deriveSecretKey, encryptSetting } from './crypto.js';
-import { readKeyCheck, SecretKeyError, storedSecrets, verifyKey, writeKeyCheck } from './keys.js';
+import { decryptSetting, deriveSecretKey, encryptSetting, isSecretMarker } from './crypto.js';
+import { nodeSecretOwner, readKeyCheck, SecretKeyError, storedSecrets, verifyKey, writeKeyCheck } from './keys.js';
 import { findSecretMarkers, mapSecretMarkers } from './paths.js';
 
 export interface RotationResult {
@@ -19,7 +19,7 @@ export interface RotationResult {
  */
 export async function rotateSecrets(db: Knex, masterKeys: { current: string | undefined; next: string }): Promise<RotationResult> {
   return db.transaction(async (trx) => {
-    const { rows, secrets } = await storedSecrets(trx, { forUpdate: true });
+    const { rows, secrets, nodes } = await storedSecrets(trx, { forUpdate: true });
     const { key: oldKey } = verifyKey(masterKeys.current, { secrets, keyCheck: await readKeyCheck(trx) });
     const newKey = deriveSecretKey(masterKeys.next);
     if (oldKey?.id === newKey.id) {
@@ -33,6 +33,14 @@ export async function rotateSecrets(db: Knex, masterKeys: { current: string | un
       );
       await trx('plugin_states').where({ id: row.id }).update({ config: JSON.stringify(config), updated_at: trx.fn.now() });
       plugins.push(row.id);
+    }
+    for (const node of nodes) {
+      const owner = nodeSecretOwner(node.id);
+      const sealed = Object.fromEntries(
+        Object.entries(node.connection_secrets).map(([field, marker]) => [field, isSecretMarker(marker) ? encryptSetting(newKey, owner, [field], decryptSetting(oldKey!, owner, [field], marker)) : marker]),
+      );
+      await trx('nodes').where({ id: node.id }).update({ connection_secrets: JSON.stringify(sealed) });
+      plugins.push(owner);
     }
     await writeKeyCheck(trx, newKey);
     return { secrets: secrets.length, plugins, fromKeyId: oldKey?.id, toKeyId: newKey.id };

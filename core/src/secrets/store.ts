@@ -3,7 +3,7 @@ import { AiplatError, type JsonSchema, type Logger } from '@aiplat/plugin-sdk';
 import type { PluginSettingsStore } from '../kernel/kernel.js';
 import { settingsValidator } from '../http/validation.js';
 import { decryptSetting, encryptSetting, isSecretMarker, type SecretKey } from './crypto.js';
-import { readKeyCheck, storedSecrets, verifyKey, writeKeyCheck } from './keys.js';
+import { nodeSecretOwner, readKeyCheck, storedSecrets, verifyKey, writeKeyCheck } from './keys.js';
 import { deleteAt, getAt, mapSecretMarkers, pathName, secretPaths, setAt } from './paths.js';
 import { REDACTED, type Redactor } from './redactor.js';
 
@@ -59,6 +59,34 @@ export class SecretSettings implements PluginSettingsStore {
   /** Whether secrets can be stored (AIPLAT_SECRET_KEY is set). */
   get canStoreSecrets(): boolean {
     return this.key !== undefined;
+  }
+
+  /** Encrypt a node's secret settings (TLS key...): one `{ $secret }` marker per field. */
+  sealNodeSecrets(nodeId: string, secrets: Record<string, string>): Record<string, unknown> {
+    if (!this.key) throw new AiplatError('secret_key_missing', 'Node secrets are stored encrypted: set AIPLAT_SECRET_KEY on the server first.');
+    const owner = nodeSecretOwner(nodeId);
+    return Object.fromEntries(
+      Object.entries(secrets).map(([field, value]) => {
+        this.redactor.addSecret(value);
+        return [field, encryptSetting(this.key!, owner, [field], value)];
+      }),
+    );
+  }
+
+  /** A node's secret settings in clear (for its connector). */
+  openNodeSecrets(nodeId: string, sealed: Record<string, unknown>): Record<string, string> {
+    const owner = nodeSecretOwner(nodeId);
+    const out: Record<string, string> = {};
+    for (const [field, marker] of Object.entries(sealed)) {
+      if (!isSecretMarker(marker)) continue;
+      if (!this.key) throw new Error(`node ${nodeId} has a stored secret but AIPLAT_SECRET_KEY is not set`);
+      const value = decryptSetting(this.key, owner, [field], marker);
+      if (typeof value === 'string') {
+        this.redactor.addSecret(value);
+        out[field] = value;
+      }
+    }
+    return out;
   }
 
   /** The key id of AIPLAT_SECRET_KEY, when set. */
