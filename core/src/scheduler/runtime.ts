@@ -169,6 +169,8 @@ export class SchedulerRuntime {
       // The added nodes' cards are sampled through their connectors.
       providers: () => [...this.providers(), { name: 'connected', discover: async () => [], sample: () => this.connections.sample() }],
       nodes: () => this.ownNodes,
+      // Executors' processIds(): a container's processes are aiplat's, not memory held outside it.
+      executors: () => this.executors(),
       registry,
       intervalSeconds: this.options.gpuSampleSeconds,
       retentionHours: this.options.gpuMetricsRetentionHours,

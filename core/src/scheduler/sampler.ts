@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Knex } from 'knex';
 import { Gauge, type Registry } from 'prom-client';
-import { deviceHooks, type DeviceProvider, type DevicesSampledEvent, type HookRegistry, type Logger, type NodeSample } from '@aiplat/plugin-sdk';
+import { deviceHooks, type DeviceProvider, type DevicesSampledEvent, type Executor, type HookRegistry, type Logger, type NodeSample } from '@aiplat/plugin-sdk';
 
 export interface SamplerOptions {
   db: Knex;
@@ -13,6 +13,86 @@ export interface SamplerOptions {
   registry: Registry | undefined;
   intervalSeconds: number;
   retentionHours: number;
+  /**
+   * The executors whose replicas may run on this core's nodes. Those with `processIds` (container
+   * executors) tell the host pids of their live replicas: those are aiplat's, not memory held outside
+   * it. Without it only the local executor's process groups count as aiplat's.
+   */
+  executors?: () => Executor[];
+}
+
+/** Replica states whose processes may hold GPU memory. */
+const LIVE_STATES = ['starting', 'running', 'ready'];
+
+/** A live replica, as `processIdsOfReplicas` asks its executor about it. */
+export interface LiveReplica {
+  nodeId: string;
+  executor: string;
+  handle: Record<string, unknown>;
+}
+
+export interface ReplicaProcessIdsOptions {
+  /** How long one executor's `processIds` may take before its replica is skipped this round (5 s by default). */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * The host pids of the live replicas of executors that have `processIds` (containers: a container's
+ * processes appear in nvidia-smi with host pids outside aiplat's process groups), per node. Reads
+ * `workload_replicas` in state starting/running/ready with a handle, on `nodeIds`, whose workload's
+ * executor is one of `executors` with `processIds`.
+ */
+export async function replicaProcessIds(db: Knex, nodeIds: readonly string[], executors: readonly Executor[], options: ReplicaProcessIdsOptions = {}): Promise<Map<string, Set<number>>> {
+  const able = executors.filter((e) => typeof e.processIds === 'function');
+  if (able.length === 0 || nodeIds.length === 0) return new Map();
+  const rows = (await db('workload_replicas as r')
+    .join('workloads as w', 'w.id', 'r.workload_id')
+    .whereIn('r.node_id', [...nodeIds])
+    .whereIn('r.state', LIVE_STATES)
+    .whereNotNull('r.handle')
+    .whereIn(
+      'w.executor',
+      able.map((e) => e.name),
+    )
+    .select('r.node_id', 'r.handle', 'w.executor')) as { node_id: string; handle: Record<string, unknown> | null; executor: string }[];
+  const replicas = rows.filter((r) => r.handle !== null && typeof r.handle === 'object').map((r) => ({ nodeId: r.node_id, executor: r.executor, handle: r.handle! }));
+  return processIdsOfReplicas(replicas, able, options);
+}
+
+/**
+ * Asks each replica's executor for its host pids, all at once; a replica whose executor fails or
+ * takes longer than `timeoutMs` is left out this round (its processes then count as held outside
+ * aiplat: the safe side, the card looks fuller). Only whole numbers > 0 are kept.
+ */
+export async function processIdsOfReplicas(replicas: readonly LiveReplica[], executors: readonly Executor[], options: ReplicaProcessIdsOptions = {}): Promise<Map<string, Set<number>>> {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const byName = new Map(executors.map((e) => [e.name, e]));
+  const pids = new Map<string, Set<number>>();
+  await Promise.all(
+    replicas.map(async (replica) => {
+      const executor = byName.get(replica.executor);
+      if (!executor?.processIds) return;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const answer = await Promise.race([
+          executor.processIds(replica.handle),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+            timer.unref();
+          }),
+        ]);
+        const set = pids.get(replica.nodeId) ?? new Set<number>();
+        for (const pid of Array.isArray(answer) ? answer : []) if (Number.isSafeInteger(pid) && pid > 0) set.add(pid);
+        pids.set(replica.nodeId, set);
+      } catch (error) {
+        options.logger?.debug({ executor: replica.executor, node: replica.nodeId, err: (error as Error).message }, "cannot tell a replica's host processes: its GPU memory counts as held outside aiplat this round");
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return pids;
 }
 
 /** The process group of a pid (field 5 of /proc/<pid>/stat), or undefined when it cannot be read. */
@@ -30,7 +110,9 @@ export function processGroup(pid: number): number | undefined {
 /**
  * Memory of a card used by processes aiplat did not start (a notebook, another scheduler's job):
  * the ledger treats it as taken, so work is not placed on a card that is already full (GPUStack's
- * #2852). A process is aiplat's when it runs in the process group of a live replica of this core.
+ * #2852). A process is aiplat's when its pid is in `aiplatGroups` (a live local replica's process
+ * group, or a container replica's host pid from `replicaProcessIds`) or it runs in one of those
+ * process groups.
  */
 export function foreignMemoryMiB(processes: NodeSample['devices'][number]['processes'], aiplatGroups: ReadonlySet<number>, groupOf: (pid: number) => number | undefined = processGroup): number {
   let sum = 0;
@@ -110,11 +192,21 @@ export class GpuSampler {
       .select('d.id', 'd.node_id', 'd.index', 'd.model', 'd.foreign_memory_mib', 'n.simulated')) as { id: string; node_id: string; index: number; model: string; foreign_memory_mib: number; simulated: boolean }[];
     const byKey = new Map(devices.map((d) => [`${d.node_id}/${d.index}`, d]));
     const groups = await this.aiplatGroups([...own]);
+    // Containers' processes (host pids) are aiplat's too; simulated cards take nothing, so only real ones need asking.
+    const containerPids =
+      this.options.executors && devices.some((d) => !d.simulated)
+        ? await replicaProcessIds(db, [...new Set(samples.map((s) => s.nodeId))], this.options.executors(), { logger: this.options.logger })
+        : new Map<string, Set<number>>();
+    const aiplatOn = (nodeId: string): ReadonlySet<number> => {
+      const pids = containerPids.get(nodeId);
+      return pids && pids.size > 0 ? new Set([...groups, ...pids]) : groups;
+    };
     const at = new Date();
     const event: DevicesSampledEvent = { at: at.toISOString(), samples: [] };
     const rows: Record<string, unknown>[] = [];
     const foreignChanges: { id: string; mib: number }[] = [];
     for (const node of samples) {
+      const aiplat = aiplatOn(node.nodeId);
       for (const sample of node.devices) {
         const device = byKey.get(`${node.nodeId}/${sample.index}`);
         if (!device) continue;
@@ -129,7 +221,8 @@ export class GpuSampler {
           processes: JSON.stringify(sample.processes),
         });
         // Simulated cards' processes are part of a capture: they do not run here, so they take nothing.
-        const foreign = device.simulated ? 0 : foreignMemoryMiB(sample.processes, groups);
+        // Their recorded value is left as it is (0 unless a test sets it, to simulate memory held outside aiplat).
+        const foreign = device.simulated ? device.foreign_memory_mib : foreignMemoryMiB(sample.processes, aiplat);
         if (foreign !== device.foreign_memory_mib) foreignChanges.push({ id: device.id, mib: foreign });
         event.samples.push({ ...sample, deviceId: device.id, nodeId: node.nodeId, model: device.model, simulated: device.simulated });
         if (this.gauges) {

@@ -4,3 +4,5 @@
  * use the same parser).
  */
 export * from './nvidia-smi.js';
+export * from './nvidia-smi-csv.js';
+export * from './nvidia-smi-list.js';

@@ -1,8 +1,10 @@
 /**
  * Reads NVIDIA GPUs from `nvidia-smi -q -x`, the one interface every NVIDIA driver since the
- * early 2010s ships. The XML output is parsed rather than the CSV of `--query-gpu` because its
+ * early 2010s ships. The XML output is read first rather than the CSV of `--query-gpu` because its
  * field list is stable across drivers, while `--query-gpu` fields come and go (590+ answers some
- * with `[Requested functionality has been deprecated]`).
+ * with `[Requested functionality has been deprecated]`). Where `-q -x` fails or prints no usable
+ * XML (some containers and drivers), `queryNvidiaSmi` falls back to `--query-gpu`
+ * (nvidia-smi-csv.ts); MIG devices get their UUIDs from `nvidia-smi -L` (nvidia-smi-list.ts).
  *
  * The schema changed twice in the drivers we meet (see core/simulated/nvidia-smi/captures/SOURCES.md):
  * v11 (≤ 516) `power_readings/power_draw`, v12 (525–570) `gpu_power_readings/power_draw`,
@@ -11,22 +13,23 @@
 import { execFile } from 'node:child_process';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import type { DeviceProcess, DeviceSample, DiscoveredDevice } from '../workloads.js';
+import { attachComputeApps, expandMigFromList, parseComputeAppsCsv, parseNvidiaSmiCsv, QUERY_COMPUTE_APPS_FIELDS, QUERY_GPU_FIELDS, REQUIRED_QUERY_GPU_FIELDS } from './nvidia-smi-csv.js';
+import { fillMigUuids, isSynthesizedMigUuid, parseNvidiaSmiList } from './nvidia-smi-list.js';
+import { integer, mebibytes, migModeOf, quantity, valueText as text } from './values.js';
 
 export interface NvidiaSmiReport {
   driverVersion: string | null;
   cudaVersion: string | null;
   /** One per card, or one per MIG instance for cards in MIG mode that have instances. */
   devices: DiscoveredDevice[];
+  /** Set by `queryNvidiaSmi` when it read `--query-gpu` instead: why `-q -x` could not be used. */
+  fallbackReason?: string;
+  /** Set by `queryNvidiaSmi` when a secondary query failed (`-L`, `--query-compute-apps`): what is missing and why. */
+  warnings?: string[];
 }
 
 /** What a `<gpu>` element looks like once parsed: nested objects and strings, nothing typed. */
 type XmlNode = Record<string, unknown>;
-
-/**
- * What nvidia-smi prints where it has no value. `N/A` is the documented one; the others appear
- * for fields a driver or a board does not support, and mean "unknown" to us just the same.
- */
-const NO_VALUE = new Set(['', 'N/A', '[N/A]', 'Not Supported', '[Not Supported]', 'Unknown Error', 'Insufficient Permissions', 'Requested functionality has been deprecated']);
 
 const parser = new XMLParser({
   // Every value stays a string: "0000" bus numbers and "12.2" versions must not become numbers.
@@ -47,13 +50,6 @@ function at(node: unknown, ...path: string[]): unknown {
   return current;
 }
 
-/** An element's text, or null for a missing element, an element with children, or a no-value marker. */
-function text(value: unknown): string | null {
-  if (typeof value !== 'string') return null;
-  const trimmed = value.trim();
-  return NO_VALUE.has(trimmed) ? null : trimmed;
-}
-
 /** A repeated child element as a list: the parser gives one element as an object and `None`/empty as a string. */
 function list(value: unknown): XmlNode[] {
   if (Array.isArray(value)) return value.filter((v): v is XmlNode => v !== null && typeof v === 'object');
@@ -61,32 +57,8 @@ function list(value: unknown): XmlNode[] {
   return [];
 }
 
-const QUANTITY = /^(-?\d+(?:\.\d+)?)\s*([A-Za-z%/]*)$/;
-
-/** The number in a value that carries its unit inside (`68.32 W`, `0 %`, `27 C`); null when there is none. */
-function quantity(value: unknown): number | null {
-  const match = QUANTITY.exec(text(value) ?? '');
-  return match ? Number(match[1]) : null;
-}
-
-const MIB_PER_UNIT: Record<string, number> = { KiB: 1 / 1024, MiB: 1, GiB: 1024, TiB: 1024 * 1024 };
-
-/** A memory size in whole MiB. nvidia-smi prints MiB throughout; other binary units are converted to be safe. */
-function mebibytes(value: unknown): number | null {
-  const match = QUANTITY.exec(text(value) ?? '');
-  if (!match) return null;
-  const factor = MIB_PER_UNIT[match[2] || 'MiB'];
-  return factor === undefined ? null : Math.floor(Number(match[1]) * factor);
-}
-
-function integer(value: unknown): number | null {
-  const raw = text(value);
-  return raw !== null && /^\d+$/.test(raw) ? Number(raw) : null;
-}
-
 function migMode(gpu: XmlNode): 'Enabled' | 'Disabled' | null {
-  const mode = text(at(gpu, 'mig_mode', 'current_mig'));
-  return mode === 'Enabled' || mode === 'Disabled' ? mode : null;
+  return migModeOf(at(gpu, 'mig_mode', 'current_mig'));
 }
 
 /** Board power: v11 `power_readings`, v12 `gpu_power_readings/power_draw`, v13 only the average (or instant) reading. */
@@ -218,8 +190,12 @@ export interface QueryNvidiaSmiOptions {
   /** The executable to run; `nvidia-smi` on the PATH by default. */
   binary?: string;
   env?: NodeJS.ProcessEnv;
-  /** nvidia-smi hangs when the driver is wedged; give up after this long (10 s by default). */
+  /** nvidia-smi hangs when the driver is wedged; give up after this long (10 s by default), per run. */
   timeoutMs?: number;
+  /** Read `--query-gpu` where `-q -x` fails or prints no usable XML (true by default). */
+  fallback?: boolean;
+  /** Run `nvidia-smi -L` for the UUIDs of MIG devices (true by default; only where there are MIG devices). */
+  listMig?: boolean;
 }
 
 /** The first non-empty line of a stream, to quote in an error without flooding it. */
@@ -235,36 +211,127 @@ function describeFailure(error: Error & { code?: unknown; killed?: boolean; sign
   return `could not be run (${typeof error.code === 'string' ? error.code : error.message})`;
 }
 
-/**
- * Runs `nvidia-smi -q -x` (no shell) and parses its report. Resolves null when the binary does
- * not exist, which is how a machine without the NVIDIA driver looks. Rejects when it exists but
- * fails, times out or prints something that is not a report: a machine whose driver is broken
- * must not look like a machine without GPUs.
- */
-export function queryNvidiaSmi(options: QueryNvidiaSmiOptions = {}): Promise<NvidiaSmiReport | null> {
+/** Why a run of nvidia-smi gave no output to read. */
+class NvidiaSmiRunError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'missing' | 'timeout' | 'failed',
+  ) {
+    super(message);
+  }
+}
+
+/** Runs nvidia-smi once (no shell); `label` names the run in errors (`-q -x`, `--query-gpu`). */
+function runNvidiaSmi(args: string[], label: string, options: QueryNvidiaSmiOptions): Promise<{ stdout: string; stderr: string }> {
   const binary = options.binary ?? 'nvidia-smi';
   const timeoutMs = options.timeoutMs ?? 10_000;
   return new Promise((resolve, reject) => {
     execFile(
       binary,
-      ['-q', '-x'],
+      args,
       { env: options.env ?? process.env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', windowsHide: true },
       (error, stdout, stderr) => {
-        if (error) {
-          const code = (error as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') return resolve(null);
-          // nvidia-smi itself writes "NVIDIA-SMI has failed because..." to stdout, so fall back to it.
-          const said = firstLine(stderr) ?? firstLine(stdout);
-          const how = describeFailure(error, timeoutMs);
-          return reject(new Error(`${binary} -q -x ${how}${said ? `: ${said}` : ''}`));
-        }
-        try {
-          resolve(parseNvidiaSmiXml(stdout));
-        } catch (parseError) {
-          const said = firstLine(stderr);
-          reject(new Error(`${binary} -q -x printed no usable report: ${(parseError as Error).message}${said ? ` (stderr: ${said})` : ''}`));
-        }
+        if (!error) return resolve({ stdout, stderr });
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') return reject(new NvidiaSmiRunError(`${binary} was not found`, 'missing'));
+        // nvidia-smi itself writes "NVIDIA-SMI has failed because..." to stdout, so fall back to it.
+        const said = firstLine(stderr) ?? firstLine(stdout);
+        const how = describeFailure(error, timeoutMs);
+        const timedOut = (error as { killed?: boolean }).killed === true && typeof code !== 'number';
+        reject(new NvidiaSmiRunError(`${binary} ${label} ${how}${said ? `: ${said}` : ''}`, timedOut ? 'timeout' : 'failed'));
       },
     );
   });
+}
+
+/**
+ * Runs `nvidia-smi -q -x` (no shell) and parses its report. Resolves null when the binary does
+ * not exist, which is how a machine without the NVIDIA driver looks. Rejects when it exists but
+ * fails, times out or prints something that is not a report: a machine whose driver is broken
+ * must not look like a machine without GPUs.
+ *
+ * Where `-q -x` fails (but does not hang) or prints no usable XML, the same cards are read from
+ * `--query-gpu` instead (`queryNvidiaSmiCsv`; `fallbackReason` then says why); only when that fails
+ * too does it reject, with both reasons. MIG devices, which `-q -x` prints without a UUID, get
+ * theirs from `nvidia-smi -L` (left made-up, with a `warnings` entry, where `-L` fails).
+ */
+export async function queryNvidiaSmi(options: QueryNvidiaSmiOptions = {}): Promise<NvidiaSmiReport | null> {
+  const binary = options.binary ?? 'nvidia-smi';
+  let problem: string;
+  try {
+    const { stdout, stderr } = await runNvidiaSmi(['-q', '-x'], '-q -x', options);
+    try {
+      const report = parseNvidiaSmiXml(stdout);
+      return options.listMig === false ? report : await withMigUuids(report, options);
+    } catch (parseError) {
+      const said = firstLine(stderr);
+      problem = `${binary} -q -x printed no usable report: ${(parseError as Error).message}${said ? ` (stderr: ${said})` : ''}`;
+    }
+  } catch (error) {
+    if (!(error instanceof NvidiaSmiRunError)) throw error;
+    if (error.reason === 'missing') return null;
+    // A wedged driver hangs every query: asking again would only double the wait.
+    if (error.reason === 'timeout' || options.fallback === false) throw new Error(error.message, { cause: error });
+    problem = error.message;
+  }
+  if (options.fallback === false) throw new Error(problem);
+  try {
+    const report = await queryNvidiaSmiCsv(options);
+    // The binary ran a moment ago; gone now (a driver being reinstalled) is a failure, not "no GPUs".
+    if (report === null) throw new Error(`${binary} was not found`);
+    return { ...report, fallbackReason: problem };
+  } catch (fallbackError) {
+    throw new Error(`${problem}; the --query-gpu fallback failed too: ${(fallbackError as Error).message}`, { cause: fallbackError });
+  }
+}
+
+/** The report with the real UUIDs of its MIG devices from `nvidia-smi -L`, where it has MIG devices without one. */
+async function withMigUuids(report: NvidiaSmiReport, options: QueryNvidiaSmiOptions): Promise<NvidiaSmiReport> {
+  if (!report.devices.some((d) => typeof d.details?.migParent === 'string' && isSynthesizedMigUuid(d.uuid))) return report;
+  try {
+    const listed = parseNvidiaSmiList((await runNvidiaSmi(['-L'], '-L', options)).stdout);
+    return { ...report, devices: fillMigUuids(report.devices, listed) };
+  } catch (error) {
+    return { ...report, warnings: [...(report.warnings ?? []), `MIG devices keep made-up UUIDs (CUDA_VISIBLE_DEVICES cannot name them): ${(error as Error).message}`] };
+  }
+}
+
+/**
+ * Reads the cards from `nvidia-smi --query-gpu=<QUERY_GPU_FIELDS> --format=csv,nounits`, their
+ * processes from `--query-compute-apps` and, for cards in MIG mode, their MIG devices from `-L`.
+ * A field the driver does not know (`Field "x" is not a valid field to query.`) is dropped and the
+ * query asked again, unless it is one of REQUIRED_QUERY_GPU_FIELDS. Resolves null where the binary
+ * does not exist; rejects where the card query fails. A failed process or MIG query only adds a
+ * `warnings` entry (processes unknown: none listed; MIG cards stay whole cards).
+ */
+export async function queryNvidiaSmiCsv(options: QueryNvidiaSmiOptions = {}): Promise<NvidiaSmiReport | null> {
+  let fields: string[] = [...QUERY_GPU_FIELDS];
+  let stdout: string;
+  for (;;) {
+    try {
+      ({ stdout } = await runNvidiaSmi([`--query-gpu=${fields.join(',')}`, '--format=csv,nounits'], '--query-gpu', options));
+      break;
+    } catch (error) {
+      if (error instanceof NvidiaSmiRunError && error.reason === 'missing') return null;
+      const unknown = /Field "([^"]+)" is not a valid field to query/.exec((error as Error).message)?.[1];
+      if (unknown === undefined || !fields.includes(unknown) || REQUIRED_QUERY_GPU_FIELDS.includes(unknown)) throw new Error((error as Error).message, { cause: error });
+      fields = fields.filter((field) => field !== unknown);
+    }
+  }
+  let report = parseNvidiaSmiCsv(stdout, { fields });
+  const warnings: string[] = [];
+  try {
+    const apps = await runNvidiaSmi([`--query-compute-apps=${QUERY_COMPUTE_APPS_FIELDS.join(',')}`, '--format=csv,nounits'], '--query-compute-apps', options);
+    report = { ...report, devices: attachComputeApps(report.devices, parseComputeAppsCsv(apps.stdout, { fields: QUERY_COMPUTE_APPS_FIELDS })) };
+  } catch (error) {
+    warnings.push(`processes on the cards are unknown (none listed): ${(error as Error).message}`);
+  }
+  if (options.listMig !== false && report.devices.some((d) => d.details?.migMode === 'Enabled')) {
+    try {
+      report = expandMigFromList(report, parseNvidiaSmiList((await runNvidiaSmi(['-L'], '-L', options)).stdout));
+    } catch (error) {
+      warnings.push(`cards in MIG mode are offered whole (their MIG devices are unknown): ${(error as Error).message}`);
+    }
+  }
+  return warnings.length > 0 ? { ...report, warnings } : report;
 }

@@ -293,7 +293,7 @@ export class LocalExecutor implements Executor {
   private replicaEnv(launch: ReplicaLaunch): Record<string, string> {
     return {
       ...pickBaseEnv(),
-      CUDA_VISIBLE_DEVICES: launch.devices.map((d) => d.index).join(','),
+      CUDA_VISIBLE_DEVICES: launch.devices.map((d) => (d.uuid.startsWith('MIG-') ? d.uuid : d.index)).join(','),
       ...launch.env,
     };
   }
