@@ -41,6 +41,8 @@ interface Live {
   startedRecorded?: Promise<void>;
   readiness?: { failures: number; nextAt: number; ready: boolean };
   ports: Record<string, number>;
+  /** Where its published ports are reached for readiness checks: this machine, or an added host's address. */
+  host: string;
 }
 
 class StaleOutput extends Error {}
@@ -115,6 +117,8 @@ export class Agent {
   private recovered = false;
   /** Replicas claimed for a start that has not returned yet: recover() must leave them alone. */
   private readonly launching = new Set<string>();
+  /** Replicas whose end is being recorded (no longer live, not yet finished): recover() must leave them alone too. */
+  private readonly settling = new Set<string>();
   private tickAgain = false;
   private stopped = false;
   private tickDone: Promise<void> = Promise.resolve();
@@ -192,7 +196,7 @@ export class Agent {
     for (const row of rows) {
       const executor = this.executor(row.executor);
       const key = keyOf(row.workload_id, row.replica, row.epoch);
-      if (this.live.has(key) || this.launching.has(key)) continue;
+      if (this.live.has(key) || this.launching.has(key) || this.settling.has(key)) continue;
       if (!executor && this.recovered) continue; // a plugin disabled for a while: it re-attaches when enabled again
       if (!executor) {
         await this.finish(row.workload_id, row.replica, row.epoch, { lost: `the executor "${row.executor}" is not available after a restart` });
@@ -205,7 +209,7 @@ export class Agent {
         if (workload) await this.launch(workload, row, { redelivered: true });
         continue;
       }
-      const live = this.track(key, row.workload_id, row.replica, row.epoch, executor, row.output_offset, row.ports ?? {});
+      const live = this.track(key, row.workload_id, row.replica, row.epoch, executor, row.output_offset, row.ports ?? {}, await this.probeHost(row.node_id));
       live.handle = row.handle;
       try {
         await executor.attach(row.handle, this.reporter(live), { outputOffset: Number(row.output_offset) });
@@ -229,8 +233,15 @@ export class Agent {
     if (stale.length > 0) await this.recover();
   }
 
-  private track(key: string, workloadId: string, replica: number, epoch: number, executor: Executor, offset: number, ports: Record<string, number>): Live {
-    const live: Live = { key, workloadId, replica, epoch, executor, handle: undefined, text: '', offset: Number(offset), flushing: Promise.resolve(), stopSent: false, ports };
+  /** Replicas on this machine are probed on 127.0.0.1; on a host added through the API, at its address. */
+  private async probeHost(nodeId: string | null): Promise<string> {
+    if (!nodeId) return '127.0.0.1';
+    const node = (await this.options.db('nodes').where({ id: nodeId }).first('address', 'connector')) as { address: string; connector: string | null } | undefined;
+    return node?.connector ? node.address : '127.0.0.1';
+  }
+
+  private track(key: string, workloadId: string, replica: number, epoch: number, executor: Executor, offset: number, ports: Record<string, number>, host: string): Live {
+    const live: Live = { key, workloadId, replica, epoch, executor, handle: undefined, text: '', offset: Number(offset), flushing: Promise.resolve(), stopSent: false, ports, host };
     this.live.set(key, live);
     return live;
   }
@@ -320,7 +331,8 @@ export class Agent {
       // The node's environment (set by administrators: proxies, cache folders) under the spec's own.
       ...node?.env,
       ...spec.env,
-      CUDA_VISIBLE_DEVICES: replica.devices.map((d) => d.index).join(','),
+      // A MIG instance is named by its UUID: an index means nothing to CUDA there.
+      CUDA_VISIBLE_DEVICES: replica.devices.map((d) => (d.uuid.startsWith('MIG-') ? d.uuid : d.index)).join(','),
       CUDA_DEVICE_ORDER: 'PCI_BUS_ID',
       AIPLAT_WORKLOAD_ID: workload.id,
       AIPLAT_REPLICA: String(replica.replica),
@@ -348,7 +360,7 @@ export class Agent {
       // Delivered again after a restart: the executor follows what already runs from here on.
       ...(Number(replica.output_offset) > 0 ? { outputOffset: Number(replica.output_offset) } : {}),
     };
-    const live = this.track(key, workload.id, replica.replica, replica.epoch, executor, Number(replica.output_offset), ports);
+    const live = this.track(key, workload.id, replica.replica, replica.epoch, executor, Number(replica.output_offset), ports, await this.probeHost(replica.node_id));
     try {
       const { handle } = await executor.start(launch, this.reporter(live));
       live.handle = handle;
@@ -412,10 +424,17 @@ export class Agent {
 
   private async settleLive(live: Live): Promise<void> {
     if (!this.live.has(live.key)) return;
+    // Not live any more, but not finished either until finish() commits: a recover() meanwhile
+    // (a plugin enabled again) would read the replica as running and follow it a second time.
+    this.settling.add(live.key);
     this.live.delete(live.key);
-    await live.startedRecorded;
-    await this.flush(live);
-    await this.finish(live.workloadId, live.replica, live.epoch, live.exited!);
+    try {
+      await live.startedRecorded;
+      await this.flush(live);
+      await this.finish(live.workloadId, live.replica, live.epoch, live.exited!);
+    } finally {
+      this.settling.delete(live.key);
+    }
     if (!live.handle) return;
     // A replica reported lost may still run (its engine stopped answering for a while): its cards
     // are released now, so make sure it stops before its remains are removed.
@@ -529,7 +548,7 @@ export class Agent {
       const portName = check.httpGet?.port ?? check.tcpSocket?.port ?? '';
       const port = live.ports[portName];
       if (!port) continue;
-      const ok = await (check.httpGet ? httpOk(port, check.httpGet.path, check.timeoutSeconds ?? 1) : tcpOk(port, check.timeoutSeconds ?? 1));
+      const ok = await (check.httpGet ? httpOk(live.host, port, check.httpGet.path, check.timeoutSeconds ?? 1) : tcpOk(live.host, port, check.timeoutSeconds ?? 1));
       if (ok) {
         live.readiness.failures = 0;
         if (!live.readiness.ready) {
@@ -565,9 +584,9 @@ export class Agent {
   }
 }
 
-function httpOk(port: number, path: string, timeoutSeconds: number): Promise<boolean> {
+function httpOk(host: string, port: number, path: string, timeoutSeconds: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, timeout: timeoutSeconds * 1000 }, (res) => {
+    const req = http.get({ host, port, path, timeout: timeoutSeconds * 1000 }, (res) => {
       res.resume();
       resolve((res.statusCode ?? 500) < 400);
     });
@@ -576,9 +595,9 @@ function httpOk(port: number, path: string, timeoutSeconds: number): Promise<boo
   });
 }
 
-function tcpOk(port: number, timeoutSeconds: number): Promise<boolean> {
+function tcpOk(host: string, port: number, timeoutSeconds: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
+    const socket = net.connect({ host, port });
     socket.setTimeout(timeoutSeconds * 1000, () => {
       socket.destroy();
       resolve(false);

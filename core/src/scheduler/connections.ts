@@ -13,7 +13,7 @@ import { simulatedProvider } from './devices/simulated.js';
 import { NODE_STALE_SECONDS, syncNodes } from './ledger.js';
 
 /** How long a connector may take to reach its host before the host counts as not answering. */
-export const CONNECT_TIMEOUT_MS = 15_000;
+export const CONNECT_TIMEOUT_MS = 20_000;
 
 /** Seals and opens the secret settings of a node (AIPLAT_SECRET_KEY; core/src/secrets/store.ts). */
 export interface NodeSecretsSealer {

@@ -1,6 +1,9 @@
 /**
- * The `docker` executor: each replica runs as one container on the Docker engine of the core's
- * machine (`local: true`: the core's own node and its simulated nodes take `executor: "docker"`).
+ * The `docker` executor: each replica runs as one container on a Docker engine: the core's own
+ * (`local: true`: the core's own node and its simulated nodes take `executor: "docker"`), or, for a
+ * node added with `POST /api/v1/nodes` `{ kind: "docker" }`, that host's engine (the connector keeps
+ * one client per node id in `DockerHosts`). The handle names the node, so attach, stop, cleanup and
+ * processIds find the same engine again; handles without one are the local engine's.
  *
  * The container's name is the fence: `aiplat-<workload>-r<replica>-e<epoch>`. The engine creates a
  * name once, so a replica delivered again (a core restart between starting it and recording that it
@@ -21,12 +24,12 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import type { Executor, Logger, ReplicaLaunch, ReplicaReporter, WorkloadMount, WorkloadSpec } from '@aiplat/plugin-sdk';
+import { DockerHosts, REMOTE_LABEL, engineError, engineMessage, statusOf, withTimeout, type Engine, type RemoteHost } from './engine.js';
+import { isImageReference } from './images.js';
 import { Demuxer, LineAssembler } from './output.js';
 
 export const IMAGE_HELP = 'no registry is reachable: import it with docker load / docker import, see plugins/executor-docker/README.md';
 const WORKLOAD_ID = /^[A-Za-z0-9_-]+$/;
-/** name[:tag][@digest], loosely: it is looked up on the engine, so it must not be able to name another endpoint. */
-const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@+]{0,254}$/;
 const CONTAINER_NAME = /^aiplat-[A-Za-z0-9_-]+-r\d+-e\d+$/;
 const CONTAINER_ID = /^[0-9a-f]{64}$/;
 /** How long `stop()` waits for the engine before it resolves with the stop under way. */
@@ -35,6 +38,10 @@ const STOP_UNDER_WAY_MS = 250;
 const LOG_END_AFTER_EXIT_MS = 3000;
 /** The smallest memory limit the engine accepts (6 MiB). */
 const MIN_MEMORY_MIB = 6;
+/** How long validate() waits for a remote host's answer about an image. */
+const REMOTE_CHECK_MS = 5000;
+/** Node ids in handles: anything printable without a slash, as the ledger takes them. */
+const NODE_ID = /^[^\s/]{1,200}$/;
 
 export const LABELS = {
   managed: 'aiplat.managed',
@@ -56,6 +63,12 @@ export interface DockerExecutorOptions {
   init?: boolean;
   /** How long a follower keeps trying an engine that does not answer before it reports the replica lost; default 60 s. */
   engineRetryMs?: number;
+  /**
+   * After a restart, how long `attach` waits for a remote host's node to be connected again (the
+   * core connects its docker nodes at start and every discovery round) before its replica is
+   * reported lost; default 180 s.
+   */
+  remoteConnectWaitMs?: number;
 }
 
 /** The JSON the scheduler stores to `attach`, `stop` and `cleanup` later. */
@@ -63,10 +76,15 @@ export interface DockerReplicaHandle {
   [key: string]: unknown;
   containerId: string;
   name: string;
+  /** The node it was placed on (absent in handles older than remote hosts: the local engine). */
+  nodeId?: string;
+  /** It runs on the remote host of `nodeId`, not on the core's engine. */
+  remote?: true;
 }
 
 interface Opened {
-  docker: Docker;
+  /** The core's own engine (`socketPath`). */
+  local: Engine;
   options: DockerExecutorOptions;
   storageRoot: string;
 }
@@ -90,11 +108,14 @@ export class DockerExecutor implements Executor {
   /** Names a `start()` of this executor is creating: a second start of the same epoch is refused at once. */
   private readonly starting = new Set<string>();
 
+  /** `hosts`: the remote hosts the connector keeps (shared with it; they outlive `close()`). */
+  constructor(readonly hosts: DockerHosts = new DockerHosts()) {}
+
   /** Connects to the engine (the plugin's `start`). Methods called before, or after `close()`, throw. */
   open(options: DockerExecutorOptions): void {
     this.close();
     this.state = {
-      docker: new Docker({ socketPath: options.socketPath }),
+      local: { docker: new Docker({ socketPath: options.socketPath }), where: options.socketPath },
       options,
       storageRoot: path.resolve(options.dataDir, 'storage'),
     };
@@ -104,10 +125,15 @@ export class DockerExecutor implements Executor {
   reconfigure(options: DockerExecutorOptions): void {
     if (!this.state) return this.open(options);
     this.state = {
-      docker: options.socketPath === this.state.options.socketPath ? this.state.docker : new Docker({ socketPath: options.socketPath }),
+      local: options.socketPath === this.state.options.socketPath ? this.state.local : { docker: new Docker({ socketPath: options.socketPath }), where: options.socketPath },
       options,
       storageRoot: path.resolve(options.dataDir, 'storage'),
     };
+  }
+
+  /** The core's own engine (image routes of the local and simulated nodes). */
+  localEngine(): Engine {
+    return this.opened().local;
   }
 
   /** Stops following containers without stopping them: the next core re-attaches. */
@@ -123,15 +149,11 @@ export class DockerExecutor implements Executor {
     const problems: string[] = [];
     if (typeof spec.image !== 'string' || spec.image.trim() === '') {
       problems.push('a docker workload needs an "image" (e.g. "local/busybox:1")');
-    } else if (!IMAGE_REFERENCE.test(spec.image) || spec.image.includes('..')) {
+    } else if (!isImageReference(spec.image)) {
       problems.push(`"${spec.image}" is not an image reference (name[:tag][@digest])`);
     } else {
-      try {
-        await s.docker.getImage(spec.image).inspect();
-      } catch (error) {
-        if (statusOf(error) === 404) problems.push(`image ${spec.image} is not on the Docker engine (${IMAGE_HELP})`);
-        else problems.push(engineError(s, error).message);
-      }
+      const problem = await this.imageProblem(s, spec.image);
+      if (problem) problems.push(problem);
     }
     (spec.mounts ?? []).forEach((mount, i) => {
       const problem = mountProblem(mount, s.storageRoot);
@@ -157,39 +179,53 @@ export class DockerExecutor implements Executor {
     }
     if (typeof launch.spec.image !== 'string' || launch.spec.image === '') throw new Error(`cannot start ${what}: it names no image`);
     if (this.starting.has(name) || this.followers.has(name)) throw new Error(`${what} is already running (container ${name})`);
+    const engine = this.engineOfLaunch(s, launch, what);
+    const mounts = launch.spec.mounts ?? [];
+    if (engine.nodeId && mounts.length > 0) {
+      // The storage area is a folder of the core's machine: another host has no such folder.
+      throw new Error(
+        `cannot start ${what}: node ${engine.nodeId} is a remote Docker host (${engine.where}), and mounts from the storage area exist only on the core's machine; run it without mounts, or on a node of the core's machine`,
+      );
+    }
 
     this.starting.add(name);
     try {
       // Checked again: a folder may have been swapped for a link since the submission.
-      const binds = (launch.spec.mounts ?? []).map((mount, i) => {
+      const binds = mounts.map((mount, i) => {
         const problem = mountProblem(mount, s.storageRoot);
         if (problem) throw new Error(`cannot start ${what}: mount ${i + 1}: ${problem}`);
         return `${realSource(mount.source)}:${mount.target}${mount.readOnly ? ':ro' : ''}`;
       });
+      const handle = (containerId: string): DockerReplicaHandle => ({ containerId, name, nodeId: launch.nodeId, ...(engine.nodeId ? { remote: true as const } : {}) });
       let container: Docker.Container;
       try {
-        container = await s.docker.createContainer(this.createOptions(s, launch, name, binds));
+        container = await engine.docker.createContainer(this.createOptions(s, engine, launch, name, binds));
       } catch (error) {
         // The name exists: this epoch was started before. Follow it, never start a second one.
-        if (statusOf(error) === 409) return await this.resume(s, name, what, launch, reporter);
-        if (statusOf(error) === 404) throw new Error(`cannot start ${what}: image ${launch.spec.image} is not on the Docker engine (${IMAGE_HELP})`, { cause: error });
+        if (statusOf(error) === 409) return await this.resume(s, engine, name, what, launch, reporter, handle);
+        if (statusOf(error) === 404) throw new Error(`cannot start ${what}: image ${launch.spec.image} is not on ${engineName(engine)} (${IMAGE_HELP})`, { cause: error });
         // The engine may have made it before the answer was lost: nothing of this epoch may stay behind.
-        await s.docker
+        await engine.docker
           .getContainer(name)
           .remove({ force: true, v: true })
           .catch(() => undefined);
-        throw new Error(`cannot start ${what}: ${engineError(s, error).message}`, { cause: error });
+        throw new Error(`cannot start ${what}: ${engineError(engine, error).message}`, { cause: error });
       }
-      const handle: DockerReplicaHandle = { containerId: container.id, name };
+      const h = handle(container.id);
       // From here on the container exists: every outcome goes through the reporter.
-      const failure = await startContainer(s, container);
+      // The image it really runs (a tag may be moved to another image later): recorded on the replica.
+      const image = await container.inspect().then(
+        (info) => info.Image,
+        () => undefined,
+      );
+      const failure = await startContainer(s, engine, container);
       if (failure) {
         safely(s, () => reporter.lost(`${what} did not start: ${failure}`));
-        return { handle };
+        return { handle: h };
       }
-      safely(s, () => reporter.started({}));
-      this.follow(s, handle, reporter, 0);
-      return { handle };
+      safely(s, () => reporter.started(image ? { image } : {}));
+      this.follow(s, engine, h, reporter, 0);
+      return { handle: h };
     } finally {
       this.starting.delete(name);
     }
@@ -201,10 +237,28 @@ export class DockerExecutor implements Executor {
     if (!Number.isSafeInteger(options.outputOffset) || options.outputOffset < 0) {
       throw new Error(`outputOffset must be a byte offset (a whole number ≥ 0), not ${String(options.outputOffset)}`);
     }
-    if (this.followers.has(h.name)) throw new Error(`container ${h.name} is already being followed`);
+    if (this.followers.has(h.name) || this.starting.has(h.name)) throw new Error(`container ${h.name} is already being followed`);
+    // Held while it looks at the container: a second attach meanwhile would start a second follower.
+    this.starting.add(h.name);
+    try {
+      await this.attachTo(s, h, reporter, options.outputOffset);
+    } finally {
+      this.starting.delete(h.name);
+    }
+  }
+
+  private async attachTo(s: Opened, h: DockerReplicaHandle, reporter: ReplicaReporter, outputOffset: number): Promise<void> {
+    const engine = this.engineOfHandle(s, h);
+    if (!engine) {
+      // A remote host not connected (yet) after a restart: the follower waits for its node to be
+      // connected, then follows; the container runs on meanwhile. Lost only if it never is.
+      s.options.logger?.warn({ container: h.name, node: h.nodeId }, 're-attaching: the Docker host of the node is not connected yet; waiting for it');
+      this.follow(s, () => this.hosts.get(h.nodeId!)?.engine, h, reporter, outputOffset);
+      return;
+    }
     let info: Docker.ContainerInspectInfo | undefined;
     try {
-      info = await s.docker.getContainer(h.containerId).inspect();
+      info = await engine.docker.getContainer(h.containerId).inspect();
     } catch (error) {
       if (statusOf(error) === 404) {
         safely(s, () => reporter.lost(`its container ${h.name} is gone (removed outside aiplat, or the engine's data was lost)`));
@@ -220,9 +274,9 @@ export class DockerExecutor implements Executor {
         return;
       }
       // The core may have stopped before recording that it started: `started` is idempotent there.
-      safely(s, () => reporter.started({}));
+      safely(s, () => reporter.started(info.Image ? { image: info.Image } : {}));
     }
-    this.follow(s, h, reporter, options.outputOffset);
+    this.follow(s, engine, h, reporter, outputOffset);
   }
 
   async stop(handle: Record<string, unknown>, options: { graceSeconds: number }): Promise<void> {
@@ -230,13 +284,14 @@ export class DockerExecutor implements Executor {
     const h = parseHandle(handle);
     const graceSeconds = s.options.stopGraceSeconds ?? options.graceSeconds;
     if (!Number.isFinite(graceSeconds) || graceSeconds < 0) throw new Error(`graceSeconds must be a number ≥ 0, not ${String(graceSeconds)}`);
-    const container = s.docker.getContainer(h.containerId);
+    const engine = this.requireEngine(s, h, 'stop');
+    const container = engine.docker.getContainer(h.containerId);
     let info: Docker.ContainerInspectInfo;
     try {
       info = await container.inspect();
     } catch (error) {
       if (statusOf(error) === 404) return;
-      throw engineError(s, error);
+      throw engineError(engine, error);
     }
     assertOurs(info, h);
     if (!info.State.Running) return;
@@ -248,7 +303,7 @@ export class DockerExecutor implements Executor {
       (error: unknown) => {
         const status = statusOf(error);
         if (status === 304 || status === 404) return;
-        failure = engineError(s, error);
+        failure = engineError(engine, error);
         s.options.logger?.warn({ container: h.name, err: failure.message }, 'stopping a container failed');
       },
     );
@@ -259,13 +314,14 @@ export class DockerExecutor implements Executor {
   async cleanup(handle: Record<string, unknown>): Promise<void> {
     const s = this.opened();
     const h = parseHandle(handle);
-    const container = s.docker.getContainer(h.containerId);
+    const engine = this.requireEngine(s, h, 'clean up');
+    const container = engine.docker.getContainer(h.containerId);
     let info: Docker.ContainerInspectInfo;
     try {
       info = await container.inspect();
     } catch (error) {
       if (statusOf(error) === 404) return;
-      throw engineError(s, error);
+      throw engineError(engine, error);
     }
     assertOurs(info, h);
     if (info.State.Running) throw new Error(`cannot clean up container ${h.name}: it is still running (stop it first)`);
@@ -274,18 +330,97 @@ export class DockerExecutor implements Executor {
     // The container and its anonymous volumes; never an image, a named volume or a mounted folder.
     await container.remove({ v: true }).catch((error: unknown) => {
       const status = statusOf(error);
-      if (status !== 404 && status !== 409) throw engineError(s, error);
+      if (status !== 404 && status !== 409) throw engineError(engine, error);
     });
   }
 
+  /**
+   * Host PIDs of the replica's container (as the host's `ps` sees them: `docker top`), so the GPU
+   * sampler does not count their memory as held outside aiplat. [] when it does not run.
+   */
+  async processIds(handle: Record<string, unknown>): Promise<number[]> {
+    const s = this.opened();
+    const h = parseHandle(handle);
+    const engine = this.engineOfHandle(s, h);
+    if (!engine) return [];
+    const container = engine.docker.getContainer(h.containerId);
+    let top: { Titles?: string[]; Processes?: string[][] };
+    try {
+      top = (await container.top({ ps_args: '-o pid' })) as typeof top;
+    } catch (error) {
+      if (notRunning(error)) return [];
+      try {
+        // A host whose ps takes no `-o` (busybox): the default columns, which hold PID too.
+        top = (await container.top()) as typeof top;
+      } catch (again) {
+        if (notRunning(again)) return [];
+        throw engineError(engine, again);
+      }
+    }
+    const column = (top.Titles ?? []).findIndex((t) => t.trim().toUpperCase() === 'PID');
+    if (column < 0) return [];
+    return (top.Processes ?? []).map((row) => Number(row[column])).filter((pid) => Number.isSafeInteger(pid) && pid > 0);
+  }
+
+  /** The engine a launch runs on: its node's remote host when it has one, else the core's. */
+  private engineOfLaunch(s: Opened, launch: ReplicaLaunch, what: string): Engine {
+    const host = this.hosts.get(launch.nodeId);
+    if (host) return host.engine;
+    const url = launch.nodeLabels?.[REMOTE_LABEL];
+    if (url) {
+      throw new Error(
+        `cannot start ${what}: node ${launch.nodeId} is the Docker host ${url}, which is not connected (yet): the core connects it when the node is added and at every discovery round (GET /api/v1/nodes says why it is not ready)`,
+      );
+    }
+    return s.local;
+  }
+
+  /** The engine of a handle; undefined for a remote host that is not connected (and no follower holds it). */
+  private engineOfHandle(s: Opened, h: DockerReplicaHandle): Engine | undefined {
+    if (!h.remote || !h.nodeId) return s.local;
+    return this.hosts.get(h.nodeId)?.engine ?? this.followers.get(h.name)?.engine;
+  }
+
+  private requireEngine(s: Opened, h: DockerReplicaHandle, action: string): Engine {
+    const engine = this.engineOfHandle(s, h);
+    if (!engine) throw new Error(`cannot ${action} container ${h.name}: the Docker host of node ${h.nodeId} is not connected (it runs on that host, if it still runs)`);
+    return engine;
+  }
+
+  /** Whether an image is on an engine a replica may run on: the core's, or any connected host. */
+  private async imageProblem(s: Opened, image: string): Promise<string | undefined> {
+    const hosts: RemoteHost[] = this.hosts.all();
+    const check = (engine: Engine, ms?: number): Promise<'found' | 'missing' | Error> => {
+      const inspect = engine.docker.getImage(image).inspect();
+      return (ms ? withTimeout(inspect, ms, `the Docker host ${engine.where}`) : inspect).then(
+        () => 'found' as const,
+        (error: unknown) => (statusOf(error) === 404 ? ('missing' as const) : engineError(engine, error)),
+      );
+    };
+    const [local, ...remote] = await Promise.all([check(s.local), ...hosts.map((h) => check(h.engine, REMOTE_CHECK_MS))]);
+    if (local === 'found' || remote.includes('found')) return undefined;
+    if (hosts.length === 0) return local instanceof Error ? local.message : `image ${image} is not on the Docker engine (${IMAGE_HELP})`;
+    const where = ["the core's machine", ...hosts.map((h) => `node ${h.nodeId}`)];
+    const silent = [local, ...remote].flatMap((r) => (r instanceof Error ? [r.message] : []));
+    return `image ${image} is on none of the Docker engines (${where.join(', ')}) (${IMAGE_HELP}; or POST /api/plugins/executor-docker/nodes/<node>/images/import)${silent.length ? `; ${silent.join('; ')}` : ''}`;
+  }
+
   /** The container of this epoch exists already: follow it from where the stored output ends. */
-  private async resume(s: Opened, name: string, what: string, launch: ReplicaLaunch, reporter: ReplicaReporter): Promise<{ handle: DockerReplicaHandle }> {
-    const container = s.docker.getContainer(name);
+  private async resume(
+    s: Opened,
+    engine: Engine,
+    name: string,
+    what: string,
+    launch: ReplicaLaunch,
+    reporter: ReplicaReporter,
+    handleOf: (containerId: string) => DockerReplicaHandle,
+  ): Promise<{ handle: DockerReplicaHandle }> {
+    const container = engine.docker.getContainer(name);
     let info: Docker.ContainerInspectInfo;
     try {
       info = await container.inspect();
     } catch (error) {
-      throw new Error(`cannot start ${what}: its container ${name} exists but cannot be inspected: ${engineError(s, error).message}`, { cause: error });
+      throw new Error(`cannot start ${what}: its container ${name} exists but cannot be inspected: ${engineError(engine, error).message}`, { cause: error });
     }
     const labels = info.Config.Labels ?? {};
     if (
@@ -296,11 +431,11 @@ export class DockerExecutor implements Executor {
     ) {
       throw new Error(`cannot start ${what}: a container named ${name} exists that aiplat did not make for it (remove it)`);
     }
-    const handle: DockerReplicaHandle = { containerId: info.Id, name };
+    const handle = handleOf(info.Id);
     if (info.State.Status === 'created') {
       // Created, never started (the start was cut off): this is that start.
       s.options.logger?.info({ container: name }, `${what}: its container was created but not started; starting it now`);
-      const failure = await startContainer(s, s.docker.getContainer(info.Id));
+      const failure = await startContainer(s, engine, engine.docker.getContainer(info.Id));
       if (failure) {
         safely(s, () => reporter.lost(`${what} did not start: ${failure}`));
         return { handle };
@@ -308,12 +443,12 @@ export class DockerExecutor implements Executor {
     } else {
       s.options.logger?.info({ container: name }, `${what} was started before: following its container instead of starting it again`);
     }
-    safely(s, () => reporter.started({}));
-    this.follow(s, handle, reporter, launch.outputOffset ?? 0);
+    safely(s, () => reporter.started(info.Image ? { image: info.Image } : {}));
+    this.follow(s, engine, handle, reporter, launch.outputOffset ?? 0);
     return { handle };
   }
 
-  private createOptions(s: Opened, launch: ReplicaLaunch, name: string, binds: string[]): Docker.ContainerCreateOptions {
+  private createOptions(s: Opened, engine: Engine, launch: ReplicaLaunch, name: string, binds: string[]): Docker.ContainerCreateOptions {
     const spec = launch.spec;
     const gpus = !launch.simulated && launch.devices.length > 0;
     const env: Record<string, string> = { ...launch.env };
@@ -326,7 +461,9 @@ export class DockerExecutor implements Executor {
       const containerPort = port.containerPort ?? hostPort;
       const key = `${containerPort}/tcp`;
       exposed[key] = {};
-      (bindings[key] ??= []).push({ HostIp: '127.0.0.1', HostPort: String(hostPort) });
+      // On the core's machine only it (readiness checks, a gateway) reaches the port; a remote host's
+      // port is reached over the network, at the node's address.
+      (bindings[key] ??= []).push({ HostIp: engine.nodeId ? '0.0.0.0' : '127.0.0.1', HostPort: String(hostPort) });
       // Inside the container PORT_<NAME> (and PORT) say where to listen.
       env[`PORT_${port.name.toUpperCase().replace(/-/g, '_')}`] = String(containerPort);
       if (spec.ports?.[0] === port) env.PORT = String(containerPort);
@@ -376,8 +513,8 @@ export class DockerExecutor implements Executor {
     };
   }
 
-  private follow(s: Opened, handle: DockerReplicaHandle, reporter: ReplicaReporter, offset: number): void {
-    const follower = new Follower(s, handle, reporter, offset, () => {
+  private follow(s: Opened, engine: Engine | (() => Engine | undefined), handle: DockerReplicaHandle, reporter: ReplicaReporter, offset: number): void {
+    const follower = new Follower(s, engine, handle, reporter, offset, () => {
       if (this.followers.get(handle.name) === follower) this.followers.delete(handle.name);
     });
     this.followers.set(handle.name, follower);
@@ -399,9 +536,12 @@ class Follower {
   private readonly abort = new AbortController();
   private stream: Readable | undefined;
   private readonly lines: LineAssembler;
+  /** The engine it follows on (undefined while it waits for a remote host to be connected). */
+  engine: Engine | undefined;
 
   constructor(
     private readonly s: Opened,
+    private readonly engineOf: Engine | (() => Engine | undefined),
     private readonly handle: DockerReplicaHandle,
     private readonly reporter: ReplicaReporter,
     offset: number,
@@ -426,9 +566,22 @@ class Follower {
   }
 
   private async run(): Promise<void> {
-    const container = this.s.docker.getContainer(this.handle.containerId);
+    this.engine = typeof this.engineOf === 'function' ? this.engineOf() : this.engineOf;
+    if (!this.engine && typeof this.engineOf === 'function') {
+      const waitMs = this.s.options.remoteConnectWaitMs ?? 180_000;
+      const until = Date.now() + waitMs;
+      while (!this.stopped && !(this.engine = this.engineOf()) && Date.now() < until) await delay(Math.min(500, Math.max(1, until - Date.now())));
+      if (this.stopped) return;
+      if (!this.engine) {
+        return this.finish({
+          lost: `the Docker host of node ${this.handle.nodeId} was not connected within ${Math.round(waitMs / 1000)} s after the core started (GET /api/v1/nodes says why); its container ${this.handle.name} may still run there`,
+        });
+      }
+    }
+    const engine = this.engine!;
+    const container = engine.docker.getContainer(this.handle.containerId);
     let outcome: Outcome | undefined;
-    const exit = this.waitForExit(container).then((o) => (outcome = o));
+    const exit = this.waitForExit(engine, container).then((o) => (outcome = o));
     while (!this.stopped) {
       const read = await this.readLog(container, true, exit);
       if (this.stopped) return;
@@ -453,7 +606,7 @@ class Follower {
   }
 
   /** The container's exit code (and whether the kernel's OOM killer ended it), or why it was lost. */
-  private async waitForExit(container: Docker.Container): Promise<Outcome | undefined> {
+  private async waitForExit(engine: Engine, container: Docker.Container): Promise<Outcome | undefined> {
     let troubleSince: number | undefined;
     while (!this.stopped) {
       try {
@@ -472,7 +625,7 @@ class Follower {
         const retryMs = this.s.options.engineRetryMs ?? 60_000;
         if (Date.now() - troubleSince >= retryMs) {
           return {
-            lost: `the Docker engine at ${this.s.options.socketPath} stopped answering for ${Math.round(retryMs / 1000)} s (${(error as Error).message}); its container ${this.handle.name} may still run`,
+            lost: `the Docker ${engine.nodeId ? `host of node ${engine.nodeId}` : 'engine'} at ${engine.where} stopped answering for ${Math.round(retryMs / 1000)} s (${(error as Error).message}); its container ${this.handle.name} may still run`,
           };
         }
         await delay(1000);
@@ -545,7 +698,7 @@ class Follower {
 }
 
 /** Starts a created container; on failure removes it (no orphans) and says why. */
-async function startContainer(s: Opened, container: Docker.Container): Promise<string | undefined> {
+async function startContainer(s: Opened, engine: Engine, container: Docker.Container): Promise<string | undefined> {
   try {
     await container.start();
     return undefined;
@@ -553,11 +706,11 @@ async function startContainer(s: Opened, container: Docker.Container): Promise<s
     await container.remove({ force: true, v: true }).catch((removeError: unknown) => {
       if (statusOf(removeError) !== 404) s.options.logger?.warn({ container: container.id, err: (removeError as Error).message }, 'cannot remove a container that failed to start');
     });
-    return describeStartFailure(s, error);
+    return describeStartFailure(engine, error);
   }
 }
 
-function describeStartFailure(s: Opened, error: unknown): string {
+function describeStartFailure(engine: Engine, error: unknown): string {
   const message = engineMessage(error);
   if (/could not select device driver/i.test(message)) {
     return `this Docker host has no NVIDIA container runtime (the engine said: ${message}); install the NVIDIA Container Toolkit and restart dockerd, or run GPU work elsewhere`;
@@ -565,7 +718,7 @@ function describeStartFailure(s: Opened, error: unknown): string {
   if (/address already in use|port is already allocated/i.test(message)) {
     return `a host port given to it is already taken (the engine said: ${message})`;
   }
-  return statusOf(error) === undefined ? engineError(s, error).message : `the Docker engine refused to start its container: ${message}`;
+  return statusOf(error) === undefined ? engineError(engine, error).message : `${engineName(engine)} refused to start its container: ${message}`;
 }
 
 /** Why a mount is refused, or undefined. Only folders inside the core's storage area may be mounted. */
@@ -603,11 +756,18 @@ function inside(child: string, root: string): boolean {
 
 /** Handles come back from the database: only a container of ours is ever stopped or removed. */
 function parseHandle(handle: Record<string, unknown>): DockerReplicaHandle {
-  const { containerId, name } = handle;
-  if (typeof containerId !== 'string' || !CONTAINER_ID.test(containerId) || typeof name !== 'string' || !CONTAINER_NAME.test(name)) {
+  const { containerId, name, nodeId, remote } = handle;
+  if (
+    typeof containerId !== 'string' ||
+    !CONTAINER_ID.test(containerId) ||
+    typeof name !== 'string' ||
+    !CONTAINER_NAME.test(name) ||
+    (nodeId !== undefined && (typeof nodeId !== 'string' || !NODE_ID.test(nodeId))) ||
+    (remote !== undefined && (remote !== true || nodeId === undefined))
+  ) {
     throw new Error(`not a handle of the docker executor: ${JSON.stringify(handle)}`);
   }
-  return { containerId, name };
+  return { containerId, name, ...(nodeId !== undefined ? { nodeId } : {}), ...(remote ? { remote } : {}) };
 }
 
 function assertOurs(info: Docker.ContainerInspectInfo, h: DockerReplicaHandle): void {
@@ -616,25 +776,14 @@ function assertOurs(info: Docker.ContainerInspectInfo, h: DockerReplicaHandle): 
   }
 }
 
-function statusOf(error: unknown): number | undefined {
-  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
-  return typeof status === 'number' ? status : undefined;
+function engineName(engine: Engine): string {
+  return engine.nodeId ? `the Docker host of node ${engine.nodeId} (${engine.where})` : 'the Docker engine';
 }
 
-/** The engine's own message for an HTTP error (dockerode wraps it in its own words). */
-function engineMessage(error: unknown): string {
-  const json = (error as { json?: { message?: unknown } } | undefined)?.json;
-  if (typeof json?.message === 'string') return json.message;
-  return (error as Error | undefined)?.message ?? String(error);
-}
-
-/** An error from the engine, or from not reaching it (then naming the socket). */
-export function engineError(s: Pick<Opened, 'options'>, error: unknown): Error {
-  if (statusOf(error) !== undefined) return new Error(`the Docker engine answered ${statusOf(error)}: ${engineMessage(error)}`, { cause: error });
-  return new Error(
-    `the Docker engine does not answer on ${s.options.socketPath} (${(error as Error)?.message ?? String(error)}): start dockerd (scripts/provision-docker.sh), or set socketPath in the executor-docker settings`,
-    { cause: error },
-  );
+/** `docker top` of a container that is gone or not running. */
+function notRunning(error: unknown): boolean {
+  const status = statusOf(error);
+  return status === 404 || status === 409 || (status === 500 && /is not running|no such container/i.test(engineMessage(error)));
 }
 
 function safely(s: Opened, report: () => void): void {

@@ -64,6 +64,8 @@ describe('the docker executor on a real engine', () => {
     const devices = (done.placements[0].devices as { index: number }[]).map((d) => d.index);
     expect(devices).toHaveLength(2);
     expect(done.placements[0].nodeId).toBe('sim-001');
+    // The image it really ran: the engine's id of local/busybox:1.
+    expect(done.placements[0].image).toBe((await docker.getImage(IMAGE).inspect()).Id);
     const text = await logText(core.client, w.id);
     expect(text).toBe(
       [
@@ -94,7 +96,10 @@ describe('the docker executor on a real engine', () => {
   });
 
   it('runs a gang whose ranks reach each other at MASTER_ADDR:MASTER_PORT', async () => {
-    const script = 'if [ "$RANK" = 0 ]; then nc -l -p "$MASTER_PORT"; else until echo "hello from rank $RANK of $WORLD_SIZE" | nc "$MASTER_ADDR" "$MASTER_PORT"; do sleep 0.1; done; fi';
+    // Rank 0 listens until a connection brings a message: on a shared machine something else may
+    // connect to the host port (the ranks share the host's network) and bring nothing.
+    const script =
+      'if [ "$RANK" = 0 ]; then while :; do msg=$(nc -l -p "$MASTER_PORT"); if [ -n "$msg" ]; then echo "$msg"; break; fi; done; else until echo "hello from rank $RANK of $WORLD_SIZE" | nc "$MASTER_ADDR" "$MASTER_PORT"; do sleep 0.1; done; fi';
     const w = await submit(core, { name: 'gang', command: ['sh', '-c', script], replicas: 2, resources: { gpus: 1 } });
     const done = await waitForState(core.client, w.id, ['succeeded', 'failed', 'lost']);
     expect(done.state, done.reason).toBe('succeeded');

@@ -8,37 +8,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ReplicaLaunch, ReplicaReporter } from '@aiplat/plugin-sdk';
+import type { ReplicaLaunch } from '@aiplat/plugin-sdk';
 import { DockerExecutor, type DockerReplicaHandle } from '../src/executor.js';
-import { IMAGE, SOCKET, containersOf, docker, ensureEngine, waitFor } from './helpers.js';
-
-/** What a reporter heard, in order. */
-class Recorder implements ReplicaReporter {
-  readonly calls: string[] = [];
-  text = '';
-  offset = 0;
-  end: { exitCode: number | null } | { lost: string } | undefined;
-  started(): void {
-    this.calls.push('started');
-  }
-  output(text: string, endOffset: number): void {
-    this.calls.push('output');
-    this.text += text;
-    this.offset = endOffset;
-  }
-  exited(info: { exitCode: number | null }): void {
-    this.calls.push('exited');
-    this.end = { exitCode: info.exitCode };
-  }
-  lost(reason: string): void {
-    this.calls.push('lost');
-    this.end = { lost: reason };
-  }
-  async ended(): Promise<NonNullable<Recorder['end']>> {
-    await waitFor(() => this.end !== undefined, 30_000, 'the replica to end');
-    return this.end!;
-  }
-}
+import { IMAGE, Recorder, SOCKET, containersOf, docker, ensureEngine, waitFor } from './helpers.js';
 
 let dataDir: string;
 let seq = 0;
@@ -183,6 +155,27 @@ describe('the docker executor, driven directly', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
     expect(r.text).toBe('up\nignoring TERM\n');
     await executor.cleanup(handle);
+  });
+
+  it('reports the image it runs and the host PIDs of its container; old handles (no node) are the local engine', async () => {
+    const l = launch({ command: ['sh', '-c', 'echo up; while true; do sleep 0.1; done'] });
+    const executor = make();
+    const r = new Recorder();
+    const { handle } = await executor.start(l, r);
+    expect(handle).toEqual({ containerId: expect.any(String), name: `aiplat-${l.workloadId}-r0-e1`, nodeId: 'test-node' });
+    await waitFor(() => r.text === 'up\n', 30_000, 'the container to be up');
+    expect(r.image).toBe((await docker.getImage(IMAGE).inspect()).Id);
+    const pid = (await docker.getContainer(handle.containerId).inspect()).State.Pid;
+    expect(await executor.processIds(handle)).toContain(pid);
+    const old = { containerId: handle.containerId, name: handle.name };
+    expect(await executor.processIds(old)).toContain(pid);
+    await executor.stop(old, { graceSeconds: 0 });
+    // SIGTERM through docker-init ends sh (143) unless the SIGKILL right after wins (137).
+    expect(await r.ended()).toEqual({ exitCode: expect.toBeOneOf([137, 143]) });
+    expect(await executor.processIds(old)).toEqual([]);
+    await executor.cleanup(old);
+    expect(await executor.processIds(old)).toEqual([]);
+    await expect(executor.processIds({ ...old, remote: true })).rejects.toThrow(/not a handle of the docker executor/);
   });
 
   it('refuses handles that are not its own', async () => {
