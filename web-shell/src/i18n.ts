@@ -14,6 +14,7 @@ const lazyMessageFiles = {
   operations: () => import('./locales/operations.ts'),
   identity: () => import('./locales/identity.ts'),
   workloads: () => import('./locales/workloads.ts'),
+  nodes: () => import('./locales/nodes.ts'),
 } satisfies Record<string, () => Promise<{ default: Record<Locale, Tree> }>>;
 
 export type MessageFile = keyof typeof lazyMessageFiles;

@@ -160,7 +160,8 @@ export class NodeConnections {
     }
     const row = {
       id: request.name,
-      name: reached.name || request.name,
+      // The name people gave it (the engine's own host name is often the same on several hosts).
+      name: request.name,
       address: reached.address,
       provider: `connector:${request.kind}`,
       agent: this.options.instanceId,
@@ -185,7 +186,7 @@ export class NodeConnections {
         // Checked again: another request may have added it while the host was being reached.
         if (await exists(trx)) await trx('nodes').where({ id: request.name }).update(row);
         else await trx('nodes').insert(row);
-        await syncNodes(trx, this.options.instanceId, `connector:${request.kind}`, [{ id: request.name, ...reached }]);
+        await syncNodes(trx, this.options.instanceId, `connector:${request.kind}`, [{ id: request.name, ...reached, name: request.name }]);
       });
     } catch (error) {
       await Promise.resolve(connector.disconnect?.(request.name)).catch(() => undefined);
@@ -223,7 +224,7 @@ export class NodeConnections {
       } else {
         try {
           const reached = await this.reach(connector, this.connectionOf(row), row.simulated_gpus);
-          await syncNodes(db, instanceId, `connector:${row.connector}`, [{ id: row.id, ...reached, name: reached.name || row.name }]);
+          await syncNodes(db, instanceId, `connector:${row.connector}`, [{ id: row.id, ...reached, name: row.name }]);
           await db('nodes').where({ id: row.id }).update({ state_reason: null });
         } catch (error) {
           problem = (error as Error).message;

@@ -66,7 +66,7 @@ describe('nodes added through the API', () => {
     expect(res.status, res.text).toBe(201);
     expect(res.body).toMatchObject({
       id: 'gpu-box',
-      name: 'fake-box1',
+      name: 'gpu-box',
       kind: 'fake-host',
       provider: 'connector:fake-host',
       state: 'ready',

@@ -66,6 +66,7 @@ export class DockerConnector implements NodeConnector {
     const nvidia = host.nvidia;
     const labels: Record<string, string> = {
       [REMOTE_LABEL]: host.url,
+      'docker.hostname': String(info.Name ?? 'unknown'),
       'docker.version': String(info.ServerVersion ?? 'unknown'),
       'docker.os': String(info.OperatingSystem ?? info.OSType ?? 'unknown'),
       'docker.arch': String(info.Architecture ?? 'unknown'),

@@ -69,19 +69,64 @@ export interface Gpu {
   free: boolean;
 }
 
+export type NodeState = 'ready' | 'not-ready' | 'cordoned' | 'offline';
+
 export interface NodeInfo {
   id: string;
   name: string;
   address: string;
   provider: string;
-  state: string;
+  /** `ready`, `not-ready` (see `stateReason`), `cordoned` or `offline`. */
+  state: NodeState | string;
+  stateReason?: string | null;
   simulated: boolean;
+  /** Discovered and administrators' labels together. */
   labels: Record<string, string>;
+  /** The administrators' own labels (kept apart from the discovered ones). */
+  userLabels?: Record<string, string>;
+  /** Environment every replica on the node gets. */
+  env?: Record<string, string>;
   executors: string[];
   cpu: number | null;
   memoryMiB: number | null;
   seenAt: string | null;
   gpus: Gpu[];
+  /** The connector that added it (`docker`), null for a node discovered by a core. */
+  kind?: string | null;
+  /** Image patterns (globs) it may run; empty: any image. */
+  allowedImages?: string[];
+  /** Non-secret connection settings of a connected node (`{ url }`). */
+  settings?: Record<string, unknown> | null;
+  /** Which secrets are set (never their values). */
+  secrets?: Record<string, { set: true }>;
+  removable?: boolean;
+}
+
+/** One averaged sample of a card (`GET /nodes/<node>/gpus/<index>/metrics`). */
+export interface GpuMetricPoint {
+  at: string;
+  utilizationPercent: number | null;
+  memoryUsedMiB: number | null;
+  temperatureC: number | null;
+  powerW: number | null;
+}
+
+export interface GpuMetrics {
+  deviceId: string;
+  model: string;
+  memoryMiB: number;
+  from: string;
+  to: string;
+  stepSeconds: number;
+  points: GpuMetricPoint[];
+}
+
+/** The whole pool over time (`GET /gpus/metrics`). */
+export interface ClusterGpuMetrics {
+  from: string;
+  to: string;
+  stepSeconds: number;
+  points: { at: string; utilizationPercent: number | null; memoryUsedMiB: number | null; memoryTotalMiB: number | null; cards: number }[];
 }
 
 export interface Reservation {
@@ -242,3 +287,13 @@ export function debounced(fn: () => void, ms: number): { (): void; cancel(): voi
   call.cancel = () => clearTimeout(timer);
   return call;
 }
+
+/** The GPU charts' ranges, in seconds. */
+export const GPU_RANGES = { '15m': 900, '1h': 3600, '6h': 21_600, '24h': 86_400 } as const;
+export type GpuRange = keyof typeof GPU_RANGES;
+
+/**
+ * What a node is called: for a host added through the API the name it was given (its id; `name` is
+ * what the host calls itself, and two hosts may say the same), for a discovered node its name.
+ */
+export const nodeTitle = (node: Pick<NodeInfo, 'id' | 'name' | 'kind'>) => (node.kind ? node.id : node.name);

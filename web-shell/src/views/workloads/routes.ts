@@ -1,5 +1,5 @@
 /**
- * The compute pages (workloads, a workload, the GPU pool, quotas and queue), children of the
+ * The compute pages (workloads, a workload, the GPU pool, nodes, quotas and queue), children of the
  * console layout. Each is its own lazily loaded chunk with its strings (`locales/workloads.ts`), so
  * they cost the dashboard's first load nothing; without the read permission a page says so instead
  * of loading (and failing on) its data.
@@ -39,6 +39,12 @@ export const workloadRoutes: RouteRecordRaw[] = [
     name: 'gpus',
     component: gated('nodes:read', () => import('./GpusView.vue')),
     meta: { messages: ['workloads'], titleKey: 'nav.gpus', permission: 'nodes:read' },
+  },
+  {
+    path: 'nodes',
+    name: 'nodes',
+    component: gated('nodes:read', () => import('./NodesView.vue')),
+    meta: { messages: ['workloads', 'nodes'], titleKey: 'nav.nodes', permission: 'nodes:read' },
   },
   {
     path: 'quotas',
