@@ -81,6 +81,7 @@ describe('a remote Docker host as a node (over TCP)', () => {
       memoryMiB: Math.floor(info.MemTotal / 1024 / 1024),
       labels: {
         'docker.host': proxy.url,
+        'docker.hostname': info.Name,
         'docker.version': info.ServerVersion,
         'docker.os': info.OperatingSystem,
         'docker.arch': info.Architecture,
