@@ -97,9 +97,20 @@ describe('the docker executor on a real engine', () => {
 
   it('runs a gang whose ranks reach each other at MASTER_ADDR:MASTER_PORT', async () => {
     // Rank 0 listens until a connection brings a message: on a shared machine something else may
-    // connect to the host port (the ranks share the host's network) and bring nothing.
-    const script =
-      'if [ "$RANK" = 0 ]; then while :; do msg=$(nc -l -p "$MASTER_PORT"); if [ -n "$msg" ]; then echo "$msg"; break; fi; done; else until echo "hello from rank $RANK of $WORLD_SIZE" | nc "$MASTER_ADDR" "$MASTER_PORT"; do sleep 0.1; done; fi';
+    // connect to the host port (the ranks share the host's network) and bring nothing. busybox nc
+    // copies stdin to the socket and exits as soon as the peer closes its side; rank 0's stdin is
+    // empty (/dev/null), so it closes its side at once, and a rank 1 fed by `echo ... | nc` could
+    // exit before echo had written anything. Both read a file instead (data there before nc
+    // connects, and read before the socket), and rank 1 retries until rank 0's ack comes back.
+    const script = [
+      'if [ "$RANK" = 0 ]; then',
+      '  echo "ack $AIPLAT_WORKLOAD_ID" > /tmp/ack',
+      '  while :; do msg=$(nc -l -p "$MASTER_PORT" < /tmp/ack); if [ -n "$msg" ]; then echo "$msg"; break; fi; done',
+      'else',
+      '  echo "hello from rank $RANK of $WORLD_SIZE" > /tmp/msg',
+      '  until [ "$(nc "$MASTER_ADDR" "$MASTER_PORT" < /tmp/msg)" = "ack $AIPLAT_WORKLOAD_ID" ]; do sleep 0.1; done',
+      'fi',
+    ].join('\n');
     const w = await submit(core, { name: 'gang', command: ['sh', '-c', script], replicas: 2, resources: { gpus: 1 } });
     const done = await waitForState(core.client, w.id, ['succeeded', 'failed', 'lost']);
     expect(done.state, done.reason).toBe('succeeded');
