@@ -66,4 +66,6 @@ export const coreTopics = {
   operations: 'operations',
   /** The web shell's contributions changed (a plugin with a UI was enabled or disabled): `{ pluginId, state }`. Every signed-in user sees it. */
   ui: 'ui',
+  /** Nodes added, removed, changed by an administrator, or gone not ready / ready again: `{ ids }`. Needs `nodes:read`. */
+  nodes: 'nodes',
 } as const;

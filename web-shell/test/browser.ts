@@ -6,7 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { TEST_ADMIN_PASSWORD } from '@aiplat/testing';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const CHROMIUM = process.env.AIPLAT_CHROMIUM ?? '/usr/bin/chromium';
@@ -28,4 +29,21 @@ export function launchChromium(): Promise<Browser> {
     throw new Error(`Chromium is not at ${CHROMIUM}: run scripts/provision-chromium.sh (apt-get install -y chromium), or set AIPLAT_CHROMIUM`);
   }
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+}
+
+/**
+ * A page of a fresh browser context (English, `viewport`, 10 s default timeout) signed in as the
+ * bootstrap admin of `coreUrl`; page errors are pushed to `pageErrors`.
+ */
+export async function openSignedIn(browser: Browser, coreUrl: string, pageErrors: string[], viewport = { width: 1360, height: 900 }): Promise<Page> {
+  const context = await browser.newContext({ locale: 'en-US', viewport });
+  context.setDefaultTimeout(10_000);
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(`${error.name}: ${error.message}`));
+  await page.goto(`${coreUrl}/login`);
+  await page.fill('[data-test=username]', 'admin');
+  await page.fill('[data-test=password]', TEST_ADMIN_PASSWORD);
+  await page.click('[data-test=login-submit]');
+  await page.waitForURL(`${coreUrl}/`);
+  return page;
 }

@@ -17,12 +17,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { startTestCore, TEST_ADMIN_PASSWORD, type TestCore } from '@aiplat/testing';
+import { startTestCore, type TestCore } from '@aiplat/testing';
 import { sdkMessages } from '../../plugin-sdk/web/messages.js';
 import shellMessages from '../src/locales/shell.js';
 import workloadMessages from '../src/locales/workloads.js';
 import nodeMessages from '../src/locales/nodes.js';
-import { buildUiIfStale, launchChromium } from './browser.js';
+import { buildUiIfStale, launchChromium, openSignedIn } from './browser.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const en = { ...shellMessages.en, ...workloadMessages.en, ...nodeMessages.en };
@@ -92,15 +92,7 @@ describe('environment pages in Chromium', () => {
       startTestCore({ plugins: ['plugins/executor-docker', 'examples'], config: { nodeId: 'e2e-core', gpuSampleSeconds: 1, stopGrace: 1 } }),
       launchChromium(),
     ]);
-    const context = await browser.newContext({ locale: 'en-US', viewport: { width: 1360, height: 900 } });
-    context.setDefaultTimeout(10_000);
-    page = await context.newPage();
-    page.on('pageerror', (error) => pageErrors.push(`${error.name}: ${error.message}`));
-    await page.goto(`${core.url}/login`);
-    await page.fill('[data-test=username]', 'admin');
-    await page.fill('[data-test=password]', TEST_ADMIN_PASSWORD);
-    await page.click('[data-test=login-submit]');
-    await page.waitForURL(`${core.url}/`);
+    page = await openSignedIn(browser, core.url, pageErrors);
   }, 600_000);
   afterAll(async () => {
     await browser?.close();

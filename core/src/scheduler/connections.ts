@@ -31,6 +31,7 @@ export interface ConnectedNodeRow {
   simulated_gpus: string | null;
   agent: string;
   state: string;
+  state_reason: string | null;
   seen_at: Date | string;
 }
 
@@ -76,6 +77,8 @@ export class NodeConnections {
       sealer: NodeSecretsSealer;
       /** This core's nodes: the agent runs their replicas, the sampler samples their cards. */
       ownNodes: Set<string>;
+      /** Nodes whose state or reason a discovery round changed. */
+      onChanged?: (ids: string[]) => unknown;
     },
   ) {}
 
@@ -209,6 +212,7 @@ export class NodeConnections {
   /** One discovery round over the added nodes. */
   async refresh(): Promise<void> {
     const { db, instanceId, logger, ownNodes } = this.options;
+    const changed: string[] = [];
     for (const row of await this.followed()) {
       if (row.agent !== instanceId) {
         // Take the node over from a silent core, unless another core just did.
@@ -237,7 +241,10 @@ export class NodeConnections {
           .where({ id: row.id })
           .update({ state: db.raw("case when state = 'cordoned' then 'cordoned' else 'not-ready' end"), state_reason: problem, seen_at: db.fn.now() });
       }
+      const now = (await db('nodes').where({ id: row.id }).first('state', 'state_reason')) as { state: string; state_reason: string | null } | undefined;
+      if (now && (now.state !== row.state || now.state_reason !== row.state_reason)) changed.push(row.id);
     }
+    if (changed.length > 0) await this.options.onChanged?.(changed);
   }
 
   /** Live state of the added nodes' cards this core follows: through the connector, or the capture for simulated ones. */

@@ -431,6 +431,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         const id = await runtime.connections.add(ctx.db, { ...body, settings });
         await ctx.audit('core:POST /nodes', { method: 'POST', path: '/api/v1/nodes', kind: body.kind, settings }, { resource: { type: 'node', id } });
         runtime.scheduler.nudge();
+        await runtime.publishNodes([id]);
         return reply(201, (await nodeItems(ctx.db, [id]))[0]);
       },
     },
@@ -461,6 +462,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
           const kind = node.connector;
           ctx.afterCommit(() => runtime.connections.disconnect(kind, node.id));
         }
+        ctx.afterCommit(() => runtime.publishNodes([node.id]));
         return reply(204);
       },
     },
@@ -513,7 +515,10 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         }
         if (body.env) patch.env = JSON.stringify(body.env);
         await ctx.db('nodes').where({ id: node.id }).update(patch);
-        ctx.afterCommit(() => runtime.scheduler.nudge());
+        ctx.afterCommit(() => {
+          runtime.scheduler.nudge();
+          return runtime.publishNodes([node.id]);
+        });
         const row = (await ctx.db('nodes').where({ id: node.id }).first()) as NodeRow;
         return { id: row.id, ...nodeState(row), labels: { ...row.labels, ...row.user_labels }, userLabels: row.user_labels, env: row.env, allowedImages: row.allowed_images };
       },
@@ -553,6 +558,7 @@ export function schedulerRoutes(runtime: SchedulerRuntime, timeZone: string): Ro
         ctx.afterCommit(() => {
           runtime.agent.nudge();
           runtime.scheduler.nudge();
+          return runtime.publishNodes([node.id]);
         });
         return { id: node.id, state: 'cordoned', running: running.length, evicted };
       },

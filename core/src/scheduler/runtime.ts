@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import type { Registry } from 'prom-client';
 import {
+  coreTopics,
   deviceHooks,
   schedulerExtensionPoints,
   workloadHooks,
@@ -54,6 +55,9 @@ export interface SchedulerRuntimeOptions {
  * `startCore` creates. Device providers and executors are extension points the core contributes
  * to itself (`local`, and `simulated` when switched on) and plugins add to.
  */
+/** The stream topic of node changes: `{ ids }`, to readers holding `nodes:read`. */
+export const NODES_TOPIC = coreTopics.nodes;
+
 export class SchedulerRuntime {
   readonly scheduler: Scheduler;
   readonly agent: Agent;
@@ -89,6 +93,7 @@ export class SchedulerRuntime {
       connectors: () => hooks.contributions(schedulerExtensionPoints.nodeConnectors),
       sealer: options.sealer,
       ownNodes: this.ownNodes,
+      onChanged: (ids) => this.publishNodes(ids),
     });
     const onChanges = (changes: Changes) => this.publish(changes);
     this.scheduler = new Scheduler({
@@ -216,6 +221,14 @@ export class SchedulerRuntime {
     // A provider that failed this time says nothing about its nodes: take none offline.
     if (!failed) await markMissingNodes(this.options.db, this.options.instanceId, seen);
     await this.connections.refresh().catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot refresh the added nodes'));
+  }
+
+  /** Nodes changed (added, removed, cordoned, labelled, not ready, ready again): `nodes` on the stream, for the pages. */
+  async publishNodes(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.options.events
+      .publish(NODES_TOPIC, { ids }, { permission: 'nodes:read' })
+      .catch((error: Error) => this.options.logger.warn({ err: error.message }, 'cannot publish a node change'));
   }
 
   /** Tell the world about committed state changes: the stream, the `workloads.stateChanged` hook, the agent. */

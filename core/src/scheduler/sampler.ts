@@ -107,6 +107,9 @@ export function processGroup(pid: number): number | undefined {
   }
 }
 
+/** No process group is known (a process on another machine). */
+const noGroup = (): undefined => undefined;
+
 /**
  * Memory of a card used by processes aiplat did not start (a notebook, another scheduler's job):
  * the ledger treats it as taken, so work is not placed on a card that is already full (GPUStack's
@@ -189,7 +192,17 @@ export class GpuSampler {
         samples.map((s) => s.nodeId),
       )
       .where('d.present', true)
-      .select('d.id', 'd.node_id', 'd.index', 'd.model', 'd.foreign_memory_mib', 'n.simulated')) as { id: string; node_id: string; index: number; model: string; foreign_memory_mib: number; simulated: boolean }[];
+      .select('d.id', 'd.node_id', 'd.index', 'd.model', 'd.foreign_memory_mib', 'n.simulated', 'n.connector')) as {
+      id: string;
+      node_id: string;
+      index: number;
+      model: string;
+      foreign_memory_mib: number;
+      simulated: boolean;
+      connector: string | null;
+    }[];
+    // Hosts added through the API are other machines: this machine's process groups say nothing there.
+    const remote = new Set(devices.filter((d) => d.connector !== null).map((d) => d.node_id));
     const byKey = new Map(devices.map((d) => [`${d.node_id}/${d.index}`, d]));
     const groups = await this.aiplatGroups([...own]);
     // Containers' processes (host pids) are aiplat's too; simulated cards take nothing, so only real ones need asking.
@@ -199,6 +212,7 @@ export class GpuSampler {
         : new Map<string, Set<number>>();
     const aiplatOn = (nodeId: string): ReadonlySet<number> => {
       const pids = containerPids.get(nodeId);
+      if (remote.has(nodeId)) return pids ?? new Set<number>();
       return pids && pids.size > 0 ? new Set([...groups, ...pids]) : groups;
     };
     const at = new Date();
@@ -222,7 +236,7 @@ export class GpuSampler {
         });
         // Simulated cards' processes are part of a capture: they do not run here, so they take nothing.
         // Their recorded value is left as it is (0 unless a test sets it, to simulate memory held outside aiplat).
-        const foreign = device.simulated ? device.foreign_memory_mib : foreignMemoryMiB(sample.processes, aiplat);
+        const foreign = device.simulated ? device.foreign_memory_mib : foreignMemoryMiB(sample.processes, aiplat, remote.has(node.nodeId) ? noGroup : processGroup);
         if (foreign !== device.foreign_memory_mib) foreignChanges.push({ id: device.id, mib: foreign });
         event.samples.push({ ...sample, deviceId: device.id, nodeId: node.nodeId, model: device.model, simulated: device.simulated });
         if (this.gauges) {

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCore, type TestCore } from '@aiplat/testing';
 import type { DeviceProvider, Logger } from '@aiplat/plugin-sdk';
 import { GpuSampler, replicaProcessIds, type SamplerOptions } from '../../src/scheduler/sampler.js';
-import { submit } from './helpers.js';
+import os from 'node:os';
+import { nodeCommand, submit } from './helpers.js';
 import { waitFor, waitForState } from './wait.js';
 
 const PLUGIN = '/api/plugins/devices-sampled';
@@ -148,5 +149,40 @@ describe('devices.sampled from a plugin, and container replicas’ memory', () =
     expect((await core.client.post(`/api/v1/workloads/${job.id}/cancel`)).status).toBe(200);
     await waitForState(core.client, job.id, ['cancelled']);
     expect(await replicaProcessIds(knex, ['double-001'], executors())).toEqual(new Map());
+  });
+
+  it('does not read this machine’s process groups for a card on a host added through the API', async () => {
+    const knex = core.core.database.knex;
+    // A local replica on this machine: its pid leads a process group the sampler counts as aiplat's here.
+    const local = await submit(core.client, { name: 'local-sleeper', command: nodeCommand('setTimeout(() => {}, 60000)'), nodeSelector: { 'aiplat.io/hostname': os.hostname() } });
+    await waitForState(core.client, local.id, ['running']);
+    const pid = ((await knex('workload_replicas').where({ workload_id: local.id }).first('handle')) as { handle: { pid: number } }).handle.pid;
+    expect(pid).toBeGreaterThan(0);
+    // The double's node stands for another machine (a host added through the API), whose card reports
+    // a process that happens to have the same pid: it is someone else's there.
+    await knex('nodes').where({ id: 'double-001' }).update({ connector: 'test-double' });
+    const card: DeviceProvider = {
+      name: 'remote-card',
+      discover: async () => [],
+      sample: async () => [
+        { nodeId: 'double-001', devices: [{ index: 0, utilizationPercent: 5, memoryUsedMiB: 512, memoryTotalMiB: 81559, temperatureC: 40, powerW: 60, processes: [{ pid, name: 'other', usedMemoryMiB: 512 }] }] },
+      ],
+    };
+    try {
+      await new GpuSampler({
+        db: knex,
+        logger: core.core.logger as unknown as Logger,
+        hooks: { isUsed: () => false } as unknown as SamplerOptions['hooks'],
+        providers: () => [card],
+        nodes: () => new Set(['double-001', 'test-node']),
+        registry: undefined,
+        intervalSeconds: 3600,
+        retentionHours: 168,
+      }).round();
+      expect(((await knex('gpu_devices').where({ node_id: 'double-001', index: 0 }).first('foreign_memory_mib')) as { foreign_memory_mib: number }).foreign_memory_mib).toBe(512);
+    } finally {
+      await knex('nodes').where({ id: 'double-001' }).update({ connector: null });
+      await core.client.post(`/api/v1/workloads/${local.id}/cancel`);
+    }
   });
 });

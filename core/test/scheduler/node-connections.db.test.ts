@@ -18,8 +18,12 @@ const FIXTURE = '/api/plugins/node-connector';
 describe('nodes added through the API', () => {
   let core: TestCore;
 
+  /** What the `nodes` topic said, in order. */
+  const nodeEvents: string[][] = [];
+
   beforeAll(async () => {
     core = await startTestCore({ plugins: ['core/test/fixtures/node-connector'], config: { nodeId: 'test-node', secretKey: MASTER_KEY, gpuSampleSeconds: 1, stopGrace: 1 } });
+    core.core.events.subscribe<{ ids: string[] }>('nodes', (event) => void nodeEvents.push(event.payload.ids));
   });
   afterAll(() => core?.stop());
 
@@ -94,6 +98,9 @@ describe('nodes added through the API', () => {
 
     const again = await core.client.post('/api/v1/nodes', { kind: 'fake-host', name: 'gpu-box', settings: { host: 'box1' } });
     expect(again.status).toBe(409);
+    // Told on the stream (the refusals were not).
+    await waitFor(async () => nodeEvents.length > 0, 5000, 'a nodes event');
+    expect(nodeEvents).toEqual([['gpu-box']]);
   });
 
   it('places work on it by its labels, with its environment', async () => {
@@ -138,8 +145,10 @@ describe('nodes added through the API', () => {
 
   it('becomes not-ready with the connector’s reason while its host does not answer, and ready again', async () => {
     await core.client.post(`${FIXTURE}/hosts/box1/down`, { down: true });
+    nodeEvents.length = 0;
     await core.core.scheduler.discover();
     expect(await node('gpu-box')).toMatchObject({ state: 'not-ready', stateReason: 'fake host box1 does not answer: connect ECONNREFUSED' });
+    await waitFor(async () => nodeEvents.some((ids) => ids.includes('gpu-box')), 5000, 'a nodes event for the host going down');
     const refused = await core.client.post('/api/v1/workloads', { name: 'nowhere', command: ['true'], nodeSelector: { rack: 'r7' } });
     expect(refused.status).toBe(422);
     const uncordon = await core.client.patch('/api/v1/nodes/gpu-box', { cordoned: false });
