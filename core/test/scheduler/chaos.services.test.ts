@@ -7,8 +7,9 @@
 // exclusion constraint refuses one; (b) every accepted workload is accounted for; (c) no workload
 // ever ran twice at once, nor on cards it no longer held; (d) no live reservation outlived its work.
 //
-// Quick mode by default (1,000 attempts, ≥ 10 kills: 65 to 100 s on a 2-core machine); CHAOS_FULL=1
-// for 10,000 attempts and ≥ 100 kills (17.5 minutes there, with other work loading the machine).
+// Quick mode by default (up to 1,000 attempts, ≥ 10 kills: 65 to 100 s on a fast 2-core machine,
+// up to 300 s on a slow one; the budget may end it after 500 attempts, and says so); CHAOS_FULL=1
+// for exactly 10,000 attempts and ≥ 100 kills (17.5 minutes there, with other work loading the machine).
 // Knobs: CHAOS_ATTEMPTS, CHAOS_KILLS, CHAOS_SEED (replay a run's mix and kill times),
 // CHAOS_PREEMPTION=1 (let high priority stop low), CHAOS_KEEP=1 (keep the database, the folders and
 // every process's log). It also keeps, as deterministic regression tests (chaos/regressions.ts),
@@ -41,6 +42,8 @@ const DATABASE_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0
 const FULL = process.env.CHAOS_FULL === '1';
 const ATTEMPTS = Number(process.env.CHAOS_ATTEMPTS ?? (FULL ? 10_000 : 1_000));
 const MIN_KILLS = Number(process.env.CHAOS_KILLS ?? (FULL ? 100 : 10));
+/** Quick mode: the attempts the budget must leave room for (the rest are made if time allows). Full mode makes every one. */
+const MIN_ATTEMPTS = FULL ? ATTEMPTS : Math.min(ATTEMPTS, Number(process.env.CHAOS_MIN_ATTEMPTS ?? 500));
 const SEED = Number(process.env.CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const PREEMPTION = process.env.CHAOS_PREEMPTION === '1';
 const KEEP = process.env.CHAOS_KEEP === '1';
@@ -48,7 +51,7 @@ const NODES = 4;
 const CARDS = NODES * 8;
 const SUBMITTERS = 8;
 /** The whole test's budget: quick mode takes 65–100 s alone; inside `npm test` it shares two cores with the other server-pass suites. */
-const TIMEOUT_MS = FULL ? 3 * 3600_000 : 300_000;
+const TIMEOUT_MS = FULL ? 3 * 3600_000 : 330_000;
 /** How long the queue may take to drain once the attempts and kills are over. */
 const DRAIN_MS = FULL ? 600_000 : 60_000;
 
@@ -211,7 +214,7 @@ describe('the scheduler under chaos (SIGKILLed core, real PostgreSQL)', () => {
   });
 
   it(
-    `keeps its invariants through ${ATTEMPTS.toLocaleString('en-US')} reservation attempts and at least ${MIN_KILLS} SIGKILLs`,
+    `keeps its invariants through ${MIN_ATTEMPTS === ATTEMPTS ? '' : `${MIN_ATTEMPTS.toLocaleString('en-US')} to `}${ATTEMPTS.toLocaleString('en-US')} reservation attempts and at least ${MIN_KILLS} SIGKILLs`,
     async () => {
       expect(databaseUp, `no PostgreSQL answers at ${DATABASE_URL}`).toBe(true);
       const began = performance.now();
@@ -242,7 +245,8 @@ describe('the scheduler under chaos (SIGKILLed core, real PostgreSQL)', () => {
       const killRandom = rng(SEED ^ 0x5bd1e995);
       const gapMs = () => (killRandom() < 0.2 ? 200 + killRandom() * 800 : FULL ? 2000 + killRandom() * 4000 : 1500 + killRandom() * 3500);
       let submitting = true;
-      const deadline = Date.now() + TIMEOUT_MS - DRAIN_MS / 2;
+      // Room left after it for the drain and the offline check.
+      const deadline = Date.now() + TIMEOUT_MS - DRAIN_MS - 30_000;
       const killer = (async () => {
         while (submitting || chaos.kills < MIN_KILLS) {
           await sleep(gapMs());
@@ -267,7 +271,9 @@ describe('the scheduler under chaos (SIGKILLed core, real PostgreSQL)', () => {
             token = await login(chaos);
           },
           deadline,
+          ...(MIN_ATTEMPTS < ATTEMPTS ? { minimum: MIN_ATTEMPTS } : {}),
         });
+        if (stats.stoppedAtDeadline) console.log(`chaos: the budget ended the attempts after ${stats.attempts} of ${ATTEMPTS} (a slow machine); the checks run on those`);
       } finally {
         submitting = false;
       }
@@ -346,8 +352,9 @@ describe('the scheduler under chaos (SIGKILLed core, real PostgreSQL)', () => {
       }
 
       expect(problems.map((f) => `${f.check}) ${f.message}`)).toEqual([]);
-      expect(stats.attempts).toBe(ATTEMPTS);
-      expect(stats.accepted.length).toBeGreaterThan(ATTEMPTS * 0.95);
+      if (stats.stoppedAtDeadline) expect(stats.attempts).toBeGreaterThanOrEqual(MIN_ATTEMPTS);
+      else expect(stats.attempts).toBe(ATTEMPTS);
+      expect(stats.accepted.length).toBeGreaterThan(stats.attempts * 0.95);
       expect(chaos.kills).toBeGreaterThanOrEqual(MIN_KILLS);
       expect(report.constraint.definition).toBe('EXCLUDE USING gist (device_id WITH =, memory WITH &&, held WITH &&)');
     },

@@ -242,6 +242,8 @@ export interface SubmitStats {
   connectionErrors: number;
   /** Submit latencies of accepted attempts, in ms (including waits for a restart). */
   latencies: number[];
+  /** Set when the deadline ended the attempts early (allowed once `minimum` were made). */
+  stoppedAtDeadline?: boolean;
 }
 
 /**
@@ -257,6 +259,12 @@ export async function submitAll(options: {
   token: () => Promise<string>;
   relogin: () => Promise<void>;
   deadline: number;
+  /**
+   * With it, the deadline ends the attempts once this many were made (the ones in flight are
+   * abandoned unsent, like an attempt lost with its process); without it, or below it, the
+   * deadline is an error.
+   */
+  minimum?: number;
 }): Promise<SubmitStats> {
   const stats: SubmitStats = { attempts: 0, accepted: [], refused: new Map(), connectionErrors: 0, latencies: [] };
   let next = 0;
@@ -267,7 +275,15 @@ export async function submitAll(options: {
       stats.attempts++;
       const began = performance.now();
       for (;;) {
-        if (Date.now() > options.deadline) throw new Error(`submitting ran past its deadline at attempt ${n}`);
+        if (Date.now() > options.deadline) {
+          if (options.minimum !== undefined && stats.attempts - 1 >= options.minimum) {
+            stats.attempts--;
+            stats.stoppedAtDeadline = true;
+            next = options.total;
+            return;
+          }
+          throw new Error(`submitting ran past its deadline at attempt ${n}`);
+        }
         const generation = options.core.generation;
         const url = await options.core.ready;
         let response: Response;
