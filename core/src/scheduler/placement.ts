@@ -4,7 +4,7 @@
  * microseconds each; the database then makes the result safe (the ledger's exclusion constraint
  * refuses any overlap a stale picture would produce).
  */
-import { minimatch } from 'minimatch';
+import { Minimatch } from 'minimatch';
 
 export type Strategy = 'binpack' | 'spread';
 
@@ -100,9 +100,20 @@ export function eligible(node: NodeState, request: PlacementRequest): boolean {
   return true;
 }
 
+/** Compiled allow-list patterns: a pass tests the same few patterns against many workloads. */
+const compiledPatterns = new Map<string, Minimatch>();
+
 /** Whether `image` matches one of a node's allow-list patterns (`local/*`, `registry.lan/team/**`, `pytorch:2.*`). */
 export function imageAllowed(image: string, patterns: readonly string[]): boolean {
-  return patterns.some((pattern) => minimatch(image, pattern, { nocomment: true, nonegate: true }));
+  return patterns.some((pattern) => {
+    let compiled = compiledPatterns.get(pattern);
+    if (!compiled) {
+      if (compiledPatterns.size > 10_000) compiledPatterns.clear();
+      compiled = new Minimatch(pattern, { nocomment: true, nonegate: true });
+      compiledPatterns.set(pattern, compiled);
+    }
+    return compiled.match(image);
+  });
 }
 
 /** Place one replica on the cluster picture and record it there; undefined when nothing fits. */
