@@ -47,3 +47,15 @@ export async function openSignedIn(browser: Browser, coreUrl: string, pageErrors
   await page.waitForURL(`${coreUrl}/`);
   return page;
 }
+
+/** The whole page: the console scrolls inside its main area, so the window grows to fit it first. */
+export async function fullPageScreenshot(page: Page, file: string): Promise<void> {
+  const height = (await page.evaluate(
+    "(() => { const main = document.querySelector('.console__main'); return main ? main.scrollHeight + main.getBoundingClientRect().top : document.body.scrollHeight; })()",
+  )) as number;
+  const size = page.viewportSize()!;
+  await page.setViewportSize({ width: size.width, height: Math.max(size.height, Math.ceil(height)) });
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: file });
+  await page.setViewportSize(size);
+}

@@ -22,7 +22,7 @@ import { sdkMessages } from '../../plugin-sdk/web/messages.js';
 import shellMessages from '../src/locales/shell.js';
 import workloadMessages from '../src/locales/workloads.js';
 import nodeMessages from '../src/locales/nodes.js';
-import { buildUiIfStale, launchChromium, openSignedIn } from './browser.js';
+import { buildUiIfStale, fullPageScreenshot, launchChromium, openSignedIn } from './browser.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const en = { ...shellMessages.en, ...workloadMessages.en, ...nodeMessages.en };
@@ -52,17 +52,7 @@ describe('environment pages in Chromium', () => {
   let page: Page;
   const pageErrors: string[] = [];
 
-  /** The whole page: the console scrolls inside its main area, so the window grows to fit it first. */
-  async function screenshot(file: string) {
-    const height = (await page.evaluate(
-      "(() => { const main = document.querySelector('.console__main'); return main ? main.scrollHeight + main.getBoundingClientRect().top : document.body.scrollHeight; })()",
-    )) as number;
-    const size = page.viewportSize()!;
-    await page.setViewportSize({ width: size.width, height: Math.max(size.height, Math.ceil(height)) });
-    await page.waitForTimeout(300);
-    await page.screenshot({ path: file });
-    await page.setViewportSize(size);
-  }
+  const screenshot = (file: string) => fullPageScreenshot(page, file);
 
   async function openNodes() {
     await page.click('[data-test=nav-nodes]');

@@ -14,7 +14,7 @@ import { startTestCore, type TestCore } from '@aiplat/testing';
 import { sdkMessages } from '../../plugin-sdk/web/messages.js';
 import shellMessages from '../src/locales/shell.js';
 import workloadMessages from '../src/locales/workloads.js';
-import { buildUiIfStale, launchChromium, openSignedIn } from './browser.js';
+import { buildUiIfStale, fullPageScreenshot, launchChromium, openSignedIn } from './browser.js';
 
 const en = { ...shellMessages.en, ...workloadMessages.en };
 const zh = { ...shellMessages['zh-CN'], ...workloadMessages['zh-CN'] };
@@ -53,17 +53,7 @@ describe('compute pages in Chromium', () => {
     await page.locator(`[data-test=workload-state][data-status=${state}]`).waitFor({ timeout });
   }
 
-  /** The whole page: the console scrolls inside its main area, so the window grows to fit it first. */
-  async function screenshot(file: string) {
-    const height = (await page.evaluate(
-      "(() => { const main = document.querySelector('.console__main'); return main ? main.scrollHeight + main.getBoundingClientRect().top : document.body.scrollHeight; })()",
-    )) as number;
-    const size = page.viewportSize()!;
-    await page.setViewportSize({ width: size.width, height: Math.max(size.height, Math.ceil(height)) });
-    await page.waitForTimeout(300);
-    await page.screenshot({ path: file });
-    await page.setViewportSize(size);
-  }
+  const screenshot = (file: string) => fullPageScreenshot(page, file);
 
   const heldCards = () => page.locator('[data-test=gpu-card][data-free=false]').count();
 
