@@ -233,11 +233,9 @@ export class Agent {
     if (stale.length > 0) await this.recover();
   }
 
-  /** Replicas on this machine are probed on 127.0.0.1; on a host added through the API, at its address. */
   private async probeHost(nodeId: string | null): Promise<string> {
     if (!nodeId) return '127.0.0.1';
-    const node = (await this.options.db('nodes').where({ id: nodeId }).first('address', 'connector')) as { address: string; connector: string | null } | undefined;
-    return node?.connector ? node.address : '127.0.0.1';
+    return probeHostOf((await this.options.db('nodes').where({ id: nodeId }).first('address', 'connector')) as { address: string; connector: string | null } | undefined);
   }
 
   private track(key: string, workloadId: string, replica: number, epoch: number, executor: Executor, offset: number, ports: Record<string, number>, host: string): Live {
@@ -320,8 +318,8 @@ export class Agent {
     const spec = workload.spec;
     const ports: Record<string, number> = {};
     for (const port of spec.ports ?? []) ports[port.name] = await freePort();
-    const node = (await this.options.db('nodes').where({ id: replica.node_id! }).first('simulated', 'labels', 'user_labels', 'env')) as
-      | { simulated: boolean; labels: Record<string, string>; user_labels: Record<string, string>; env: Record<string, string> }
+    const node = (await this.options.db('nodes').where({ id: replica.node_id! }).first('simulated', 'labels', 'user_labels', 'env', 'address', 'connector')) as
+      | { simulated: boolean; labels: Record<string, string>; user_labels: Record<string, string>; env: Record<string, string>; address: string; connector: string | null }
       | undefined;
     const master = (await this.options.db('workload_replicas as r')
       .join('nodes as n', 'n.id', 'r.node_id')
@@ -360,7 +358,7 @@ export class Agent {
       // Delivered again after a restart: the executor follows what already runs from here on.
       ...(Number(replica.output_offset) > 0 ? { outputOffset: Number(replica.output_offset) } : {}),
     };
-    const live = this.track(key, workload.id, replica.replica, replica.epoch, executor, Number(replica.output_offset), ports, await this.probeHost(replica.node_id));
+    const live = this.track(key, workload.id, replica.replica, replica.epoch, executor, Number(replica.output_offset), ports, probeHostOf(node));
     try {
       const { handle } = await executor.start(launch, this.reporter(live));
       live.handle = handle;
@@ -582,6 +580,11 @@ export class Agent {
     }));
     await this.options.onChanges(changes);
   }
+}
+
+/** Replicas on this machine are probed on 127.0.0.1; on a host added through the API, at its address. */
+function probeHostOf(node: { address: string; connector: string | null } | undefined): string {
+  return node?.connector ? node.address : '127.0.0.1';
 }
 
 function httpOk(host: string, port: number, path: string, timeoutSeconds: number): Promise<boolean> {
