@@ -182,7 +182,7 @@ function checkStructure(doc: Doc): string[] {
   const resolved = interpolate(doc, { ...SECRETS, ...CUSTOM_DB });
   const services = asObj(resolved.services);
   const topVolumes = asObj(resolved.volumes);
-  for (const name of ['core', 'postgres', 'redis']) if (!(name in services)) problems.push(`service "${name}" is missing`);
+  for (const name of ['core', 'postgres', 'redis', 'registry']) if (!(name in services)) problems.push(`service "${name}" is missing`);
   const { core, postgres, redis } = services;
 
   // core
@@ -436,6 +436,6 @@ describe('docker-compose.yml accepted by a real Compose implementation', () => {
     const resolved = YAML.parse(r.stdout) as Doc;
     expect(environmentOf(asObj(resolved.services).core)).toEqual(coreEnvironment(doc, CUSTOM_DB));
     expect(environmentOf(asObj(resolved.services).postgres)).toMatchObject(CUSTOM_DB);
-    expect(Object.keys(asObj(resolved.services)).sort()).toEqual(['core', 'postgres', 'redis']);
+    expect(Object.keys(asObj(resolved.services)).sort()).toEqual(['core', 'postgres', 'redis', 'registry']);
   });
 });

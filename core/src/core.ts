@@ -31,6 +31,9 @@ import { AuditService } from './audit/service.js';
 import { KernelHooks } from './kernel/hooks.js';
 import { Kernel } from './kernel/kernel.js';
 import { pluginAdminRoutes } from './kernel/routes.js';
+import { PluginInstaller, readTrustedKeys } from './plugins/installer.js';
+import { pluginPackageRoutes } from './plugins/routes.js';
+import { registrySources } from './plugins/sources.js';
 import { buildApp } from './http/app.js';
 import { HttpMetrics } from './http/metrics.js';
 import { AccessLog } from './http/access-log.js';
@@ -277,7 +280,21 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     });
     kernelHolder.current = kernel;
     const refreshPermissions = () => identity.setDeclarations([...corePermissions, ...kernel.allManifests().flatMap((m) => m.permissions ?? [])]);
-    await kernel.boot();
+    // [plugins] Packages installed at run time (core/src/plugins/, docs/adr/0010): verified, kept in storage.
+    const installer = new PluginInstaller({
+      db: () => db,
+      kernel,
+      storage,
+      operations: operations.forOwner('core'),
+      audit,
+      logger: logger.child({ component: 'plugins' }),
+      dataDir: config.dataDir,
+      trustedKeys: readTrustedKeys(config.trustedKeysFile),
+      sources: registrySources(config.registries),
+      maxBytes: config.packageMaxMiB,
+      onChanged: () => refreshPermissions(),
+    });
+    await kernel.boot(await installer.prepare());
     refreshPermissions();
     await auditService.bootFailures(kernel.list());
     // Another replica changed users, roles, teams or tokens: reload (this replica reloads itself too).
@@ -361,6 +378,8 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
           return owners;
         },
       }),
+      // Before the admin routes: /plugins/unsigned-allowlist and /plugins/trusted-keys are not plugin ids.
+      ...pluginPackageRoutes(kernel, installer),
       ...pluginAdminRoutes(kernel),
       ...pluginSettingsRoutes(kernel, secretSettings),
       ...auditService.routes(),

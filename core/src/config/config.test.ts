@@ -18,7 +18,15 @@ describe('loadConfig', () => {
   it('has working defaults', () => {
     const config = loadConfig({}, '/srv');
     expect(config).toMatchObject({ port: 8080, dataDir: '/srv/.aiplat-data', logLevel: 'info', databaseUrl: undefined, redisUrl: undefined, accessTokenTtl: 900 });
-    expect(config.pluginDirs.at(-1)).toBe('/srv/.aiplat-data/installed');
+    // The repository's own plugins and examples; installed packages are loaded by the installer, not discovered.
+    expect(config.pluginDirs.map((d) => path.basename(d))).toEqual(['plugins', 'examples']);
+    expect(config).toMatchObject({ registries: [], trustedKeysFile: undefined, packageMaxMiB: 2048 });
+  });
+
+  it('reads registries separated by commas (URLs hold ":") and resolves folders', () => {
+    const config = loadConfig({ AIPLAT_REGISTRIES: 'http://registry.local:8090/, ./mirror', AIPLAT_TRUSTED_KEYS: 'keys.json' }, '/srv');
+    expect(config.registries).toEqual(['http://registry.local:8090', '/srv/mirror']);
+    expect(config.trustedKeysFile).toBe('/srv/keys.json');
   });
 
   it('reads the environment', () => {
@@ -49,7 +57,7 @@ describe('loadConfig', () => {
     expect(loadConfig({ AIPLAT_CONFIG_FILE: 'aiplat.yaml', PORT: '7001' }, dir).port).toBe(7001);
     writeFileSync(path.join(dir, 'bad.yaml'), 'port: high\ncolour: red\n');
     const found = problems({ AIPLAT_CONFIG_FILE: 'bad.yaml' }, dir);
-    expect(found).toContain(`${path.join(dir, 'bad.yaml')}: unknown setting "colour" (known: port, host, dataDir, databaseUrl, redisUrl, adminPassword, secretKey, logLevel, publicUrl, pluginDirs, metricsToken, accessTokenTtl, shutdownGrace, webDir, passwordMinLength, auditHeadFile, auditHeadInterval, nodeId, schedulerStrategy, schedulerPreemption, quotaTimeZone, stopGrace, simulatedGpus, simulatedNodes, gpuSampleSeconds, gpuMetricsRetentionHours, oidc)`);
+    expect(found).toContain(`${path.join(dir, 'bad.yaml')}: unknown setting "colour" (known: port, host, dataDir, databaseUrl, redisUrl, adminPassword, secretKey, logLevel, publicUrl, pluginDirs, metricsToken, accessTokenTtl, shutdownGrace, webDir, passwordMinLength, auditHeadFile, auditHeadInterval, nodeId, schedulerStrategy, schedulerPreemption, quotaTimeZone, stopGrace, simulatedGpus, simulatedNodes, gpuSampleSeconds, gpuMetricsRetentionHours, registries, trustedKeysFile, packageMaxMiB, oidc)`);
     expect(found).toContain('bad.yaml (port) is "high": expected a TCP port number between 0 and 65535');
     expect(problems({ AIPLAT_CONFIG_FILE: 'missing.yaml' }, dir)).toEqual([`AIPLAT_CONFIG_FILE: ${path.join(dir, 'missing.yaml')} does not exist`]);
   });

@@ -52,6 +52,12 @@ export interface CoreConfig {
   gpuSampleSeconds: number;
   /** Hours GPU samples are kept. */
   gpuMetricsRetentionHours: number;
+  /** Plugin registries the marketplace reads: registry URLs or folders holding a registry's static mirror (docs/adr/0010). */
+  registries: string[];
+  /** A JSON file listing the publisher keys whose signed packages install ([{ keyId, publisher, publicKey }]); unset: none trusted. */
+  trustedKeysFile: string | undefined;
+  /** Largest plugin package accepted, in MiB (download or upload). */
+  packageMaxMiB: number;
 }
 
 /** One entry per setting: the environment variable, the key in the optional config file, and its schema. */
@@ -90,6 +96,9 @@ const settings = {
   simulatedNodes: { env: 'AIPLAT_SIMULATED_NODES', schema: { type: 'integer', minimum: 1, maximum: 1000 }, default: 1 },
   gpuSampleSeconds: { env: 'AIPLAT_GPU_SAMPLE_SECONDS', schema: { type: 'integer', minimum: 1, maximum: 3600 }, default: 15 },
   gpuMetricsRetentionHours: { env: 'AIPLAT_GPU_METRICS_RETENTION_HOURS', schema: { type: 'integer', minimum: 1, maximum: 8760 }, default: 168 },
+  registries: { env: 'AIPLAT_REGISTRIES', schema: { type: 'array', items: { type: 'string', minLength: 1 } }, default: [] },
+  trustedKeysFile: { env: 'AIPLAT_TRUSTED_KEYS', schema: { type: 'string', minLength: 1 }, default: undefined },
+  packageMaxMiB: { env: 'AIPLAT_PACKAGE_MAX_MIB', schema: { type: 'integer', minimum: 1, maximum: 65536 }, default: 2048 },
 } as const;
 
 type SettingKey = keyof typeof settings;
@@ -120,6 +129,9 @@ const hints: Partial<Record<SettingKey, string>> = {
   simulatedNodes: 'a number of nodes between 1 and 1000',
   gpuSampleSeconds: 'seconds between 1 and 3600',
   gpuMetricsRetentionHours: 'hours between 1 and 8760',
+  registries: 'registry URLs (http:// or https://) or folders holding a copied registry, separated by ","',
+  trustedKeysFile: 'the path of a JSON file listing publisher keys: [{ "keyId": …, "publisher": …, "publicKey": … }] (aiplat-plugin keygen prints one)',
+  packageMaxMiB: 'MiB between 1 and 65536',
 };
 
 export class ConfigError extends Error {
@@ -134,7 +146,8 @@ const ajv = new Ajv({ allErrors: true });
 function fromEnv(key: SettingKey, raw: string): unknown {
   const schema = settings[key].schema as { type?: string };
   if (schema.type === 'integer') return /^-?\d+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
-  if (schema.type === 'array') return raw.split(path.delimiter).filter(Boolean);
+  // Registry URLs hold ":", so that list is separated by commas.
+  if (schema.type === 'array') return raw.split(key === 'registries' ? ',' : path.delimiter).map((v) => v.trim()).filter(Boolean);
   if (schema.type === 'boolean') return raw.trim() === 'true' ? true : raw.trim() === 'false' ? false : raw;
   return raw;
 }
@@ -212,14 +225,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     publicUrl: (values.publicUrl as string | undefined)?.replace(/\/+$/, ''),
     webDir: values.webDir ? path.resolve(cwd, values.webDir as string) : path.resolve(import.meta.dirname, '../../../web-shell/dist'),
     auditHeadFile: values.auditHeadFile ? path.resolve(cwd, values.auditHeadFile as string) : undefined,
+    registries: (values.registries as string[]).map((r) => (/^https?:\/\//.test(r) ? r.replace(/\/+$/, '') : path.resolve(cwd, r))),
+    trustedKeysFile: values.trustedKeysFile ? path.resolve(cwd, values.trustedKeysFile as string) : undefined,
     oidc: oidc.config,
   };
 }
 
-/** The repository's own `plugins/` and `examples/` (trusted by location) and the data folder's `installed/`. */
-export function defaultPluginDirs(dataDir: string): string[] {
+/**
+ * The repository's own `plugins/` and `examples/` (trusted by location). Packages installed at run
+ * time live in `<data dir>/installed/` and are loaded by the installer (verified), not discovered.
+ */
+export function defaultPluginDirs(_dataDir: string): string[] {
   const repoRoot = path.resolve(import.meta.dirname, '../../..');
-  return [path.join(repoRoot, 'plugins'), path.join(repoRoot, 'examples'), path.join(dataDir, 'installed')];
+  return [path.join(repoRoot, 'plugins'), path.join(repoRoot, 'examples')];
 }
 
 /** The path prefix of PUBLIC_URL (`/aiplat` for https://example.com/aiplat), or '' when served at the root. */

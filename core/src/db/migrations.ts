@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { auditChainMigration } from '../audit/migration.js';
+import { pluginPackagesMigration } from '../plugins/migration.js';
 import { gpuSamplesMigration, nodeAdminMigration, nodeConnectionsMigration, schedulerMigration } from '../scheduler/migration.js';
 
 interface Migration {
@@ -205,6 +206,8 @@ const coreMigrations: Migration[] = [
   // Administrators' labels and environment per node.
   { name: '0008_node_admin', up: nodeAdminMigration },
   { name: '0009_node_connections', up: nodeConnectionsMigration },
+  // Plugin packages installed at run time: core/src/plugins/migration.ts.
+  { name: '0010_plugin_packages', up: pluginPackagesMigration },
 ];
 
 /** A knex migration source over in-code migrations, so no file globbing decides what runs. */

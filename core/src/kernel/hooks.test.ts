@@ -52,4 +52,29 @@ describe('KernelHooks', () => {
     active.delete('k8s');
     expect(hooks.contributions(executors).map((e) => e.id)).toEqual(['docker']);
   });
+
+  it('after an upgrade, only the loaded version taps and contributes; its hooks may be declared again', async () => {
+    let generation = 1;
+    const hooks = new KernelHooks(() => true);
+    const greeting = defineWaterfallHook<string, []>('notes.greeting');
+    const points = defineExtensionPoint<{ v: number }>('notes.things');
+    hooks.declareHook(greeting, 'notes');
+    hooks.declareExtensionPoint(points, 'notes');
+    const v1 = () => generation === 1;
+    hooks.tap(greeting, 'notes', (value) => `${value} v1`, {}, v1);
+    hooks.contribute(points, 'notes', { v: 1 }, v1);
+    hooks.tap(greeting, 'other', (value) => `${value} other`);
+    expect(await hooks.call(greeting, 'hi')).toBe('hi v1 other');
+
+    generation = 2;
+    const v2 = () => generation === 2;
+    // The same owner declares again (the new version's register): no error, other plugins' taps stay.
+    hooks.declareHook(greeting, 'notes');
+    hooks.declareExtensionPoint(points, 'notes');
+    hooks.tap(greeting, 'notes', (value) => `${value} v2`, {}, v2);
+    hooks.contribute(points, 'notes', { v: 2 }, v2);
+    expect(await hooks.call(greeting, 'hi')).toBe('hi other v2');
+    expect(hooks.contributions(points)).toEqual([{ v: 2 }]);
+    expect(() => hooks.declareHook(greeting, 'someone-else')).toThrow('already declared by notes');
+  });
 });

@@ -36,6 +36,7 @@ interface DeclaredHook {
 interface Contribution {
   owner: string;
   item: unknown;
+  isCurrent: () => boolean;
 }
 
 /** Who is running: taps and contributions of owners that are not active are skipped. */
@@ -55,12 +56,16 @@ export class KernelHooks implements HookRegistry {
 
   declareHook(ref: HookRef<any[], any>, owner: string): void {
     const existing = this.hooks.get(ref.id);
+    // A plugin loaded again (an upgrade or a rollback) declares its hooks again: the hook, and
+    // the taps other plugins made on it, stay.
+    if (existing && existing.owner === owner && existing.kind === ref.kind) return;
     if (existing) throw new HookRegistryError(`hook "${ref.id}" is already declared by ${existing.owner}`);
     this.hooks.set(ref.id, Object.freeze({ owner, kind: ref.kind, hook: createHook(ref.kind) }));
   }
 
   declareExtensionPoint(ref: ExtensionPointRef<any>, owner: string): void {
     const existing = this.points.get(ref.id);
+    if (existing && existing.owner === owner) return;
     if (existing) throw new HookRegistryError(`extension point "${ref.id}" is already declared by ${existing.owner}`);
     this.points.set(ref.id, { owner, items: [] });
   }
@@ -69,7 +74,17 @@ export class KernelHooks implements HookRegistry {
     return this.hooks.get(id)?.owner ?? this.points.get(id)?.owner;
   }
 
-  tap<TArgs extends unknown[], TResult>(ref: HookRef<TArgs, TResult>, owner: string, fn: NoInfer<TapFn<TArgs, TResult>>, options: TapOptions = {}): void {
+  /**
+   * `isCurrent` tells whether the tap still belongs to the loaded version of its plugin: after an
+   * upgrade or a rollback the earlier version's taps pass through even while the plugin runs.
+   */
+  tap<TArgs extends unknown[], TResult>(
+    ref: HookRef<TArgs, TResult>,
+    owner: string,
+    fn: NoInfer<TapFn<TArgs, TResult>>,
+    options: TapOptions = {},
+    isCurrent: () => boolean = () => true,
+  ): void {
     const declared = this.hooks.get(ref.id);
     if (!declared) throw new HookRegistryError(`hook "${ref.id}" is not declared: the plugin that owns it must be a dependency`);
     if (declared.kind !== ref.kind) throw new HookRegistryError(`hook "${ref.id}" is a ${declared.kind} hook, not ${ref.kind}`);
@@ -78,20 +93,22 @@ export class KernelHooks implements HookRegistry {
     const { hook, kind } = declared;
     if (kind === 'sync') {
       hook.tap!(tapOptions, (...args) => {
-        if (this.isActive(owner)) call(...args);
+        if (this.isActive(owner) && isCurrent()) call(...args);
       });
       return;
     }
     hook.tapPromise!(tapOptions, async (...args) => {
-      if (!this.isActive(owner)) return kind === 'waterfall' ? args[0] : undefined;
+      if (!this.isActive(owner) || !isCurrent()) return kind === 'waterfall' ? args[0] : undefined;
       return call(...args);
     });
   }
 
-  contribute<T>(ref: ExtensionPointRef<T>, owner: string, item: T): void {
+  contribute<T>(ref: ExtensionPointRef<T>, owner: string, item: T, isCurrent: () => boolean = () => true): void {
     const point = this.points.get(ref.id);
     if (!point) throw new HookRegistryError(`extension point "${ref.id}" is not declared: the plugin that owns it must be a dependency`);
-    point.items.push({ owner, item });
+    point.items.push({ owner, item, isCurrent });
+    // Items of a version that is no longer loaded are dropped here (they would never show again).
+    point.items = point.items.filter((c) => c.isCurrent());
   }
 
   async call<TArgs extends unknown[], TResult>(ref: HookRef<TArgs, TResult>, ...args: TArgs): Promise<TResult> {
@@ -118,7 +135,7 @@ export class KernelHooks implements HookRegistry {
   contributions<T>(ref: ExtensionPointRef<T>): T[] {
     const point = this.points.get(ref.id);
     if (!point) return [];
-    return point.items.filter((c) => this.isActive(c.owner)).map((c) => c.item as T);
+    return point.items.filter((c) => this.isActive(c.owner) && c.isCurrent()).map((c) => c.item as T);
   }
 
   /** Who contributed an item to an extension point (a plugin id, or `core`). */

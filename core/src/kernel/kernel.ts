@@ -21,7 +21,8 @@ import {
   type RouteDefinition,
   type ServiceRef,
 } from '@aiplat/plugin-sdk';
-import { discoverPlugins, type DiscoveredPlugin } from './manifest.js';
+import semver from 'semver';
+import { discoverPlugins, readManifest, type DiscoveredPlugin } from './manifest.js';
 import { dependentsClosure, planStartOrder } from './order.js';
 import type { KernelHooks } from './hooks.js';
 import { compileRoute, type RequestState, type RouteRuntime } from '../http/route-contract.js';
@@ -41,6 +42,8 @@ export interface PluginStatus {
   dependents: string[];
   aliases: string[];
   source: string;
+  /** Installed from a package (upgrade, rollback and uninstall apply), not found in a plugin folder. */
+  installed: boolean;
 }
 
 interface PluginRecord {
@@ -61,6 +64,9 @@ interface PluginRecord {
   context?: PluginContext;
   registered: boolean;
   migrated: boolean;
+  /** Bumped at each load: taps of an earlier load (before an upgrade or rollback) pass through. */
+  generation: number;
+  installed: boolean;
 }
 
 /** Path prefixes the core keeps for itself; a plugin alias may not take them. */
@@ -105,11 +111,17 @@ export class Kernel {
 
   isActive = (id: string): boolean => id === 'core' || this.plugins.get(id)?.state === 'enabled';
 
-  /** Discover, order, register every plugin and start those that are enabled. */
-  async boot(): Promise<void> {
-    const found = discoverPlugins(this.options.pluginDirs);
+  /**
+   * Discover, order, register every plugin and start those that are enabled. `installedDirs`:
+   * folders of plugins installed from packages (verified by the installer), one plugin each.
+   */
+  async boot(installedDirs: string[] = []): Promise<void> {
+    const installed = new Set(installedDirs);
+    const found = discoverPlugins([...this.options.pluginDirs, ...installed]);
     for (const plugin of found) {
       this.plugins.set(plugin.id, {
+        generation: 0,
+        installed: installed.has(plugin.dir),
         found: plugin,
         id: plugin.id,
         manifest: plugin.manifest,
@@ -208,6 +220,8 @@ export class Kernel {
       }
     }
     record.definition = definition;
+    const generation = ++record.generation;
+    const isCurrent = () => record.generation === generation;
     const declared = { hooks: [] as string[], points: [] as string[] };
     const allowedOwners = new Set(['core', record.id, ...this.requires(record.id), ...Object.keys(manifest.optionalDependencies ?? {})]);
     const hooks = this.options.hooks;
@@ -239,12 +253,12 @@ export class Kernel {
       tap: (ref, fn, options) => {
         checkOwner(ref.id);
         if (absentOptional(ref.id)) return;
-        hooks.tap(ref, record.id, fn, options);
+        hooks.tap(ref, record.id, fn, options, isCurrent);
       },
       contribute: (ref, item) => {
         checkOwner(ref.id);
         if (absentOptional(ref.id)) return;
-        hooks.contribute(ref, record.id, item);
+        hooks.contribute(ref, record.id, item, isCurrent);
       },
       provideService: (ref, factory) => {
         if (!ref.id.startsWith(`${record.id}.`)) throw new Error(`service "${ref.id}" must be named "${record.id}.<name>"`);
@@ -330,7 +344,9 @@ export class Kernel {
         ),
       );
     const before = await tables();
-    await db.migrate.latest({ migrationSource: migrationSource(record.migrations), tableName: `${prefix}migrations` });
+    // An installed plugin may run on a schema a newer version migrated (an older version installed
+    // over it, or a rollback past migrations without down()): applied migrations it does not know are allowed.
+    await db.migrate.latest({ migrationSource: migrationSource(record.migrations), tableName: `${prefix}migrations`, disableMigrationsListValidation: record.installed });
     const stray = [...(await tables())].filter((t) => !before.has(t) && !t.startsWith(prefix));
     if (stray.length > 0) throw new Error(`its migrations created tables without the prefix "${prefix}": ${stray.join(', ')}`);
     record.migrated = true;
@@ -536,6 +552,202 @@ export class Kernel {
     });
   }
 
+  // --- installs at run time (core/src/plugins/installer.ts drives these) ---------------------
+
+  /** Why a plugin with this manifest cannot run next to the others: a dependency missing, too old or too new, or not enabled. */
+  dependencyProblem(manifest: PluginManifest): AiplatError | undefined {
+    for (const [dep, range] of Object.entries(manifest.dependencies ?? {})) {
+      const other = this.plugins.get(dep);
+      if (!other?.manifest) {
+        return new AiplatError('plugin_dependency_missing', `${manifest.id} ${manifest.version} needs plugin "${dep}" ${range}, which is not installed`, { id: manifest.id, dependency: dep, range });
+      }
+      if (!semver.satisfies(other.manifest.version, range, { includePrerelease: true })) {
+        return new AiplatError('plugin_incompatible', `${manifest.id} ${manifest.version} needs plugin "${dep}" ${range}, but ${dep} ${other.manifest.version} is installed`, { id: manifest.id, dependency: dep, range, installed: other.manifest.version });
+      }
+      if (other.state !== 'enabled') {
+        return new AiplatError('plugin_dependencies_disabled', `${manifest.id} needs plugin "${dep}", which is ${other.state}: enable it first`, { id: manifest.id, dependencies: [dep] });
+      }
+    }
+    // The plugins that depend on this id must accept this version.
+    for (const other of this.plugins.values()) {
+      const range = other.manifest?.dependencies?.[manifest.id];
+      if (other.id !== manifest.id && range && !semver.satisfies(manifest.version, range, { includePrerelease: true })) {
+        return new AiplatError('plugin_incompatible', `plugin "${other.id}" needs ${manifest.id} ${range}, which ${manifest.version} is not`, { id: manifest.id, dependent: other.id, range });
+      }
+    }
+    return undefined;
+  }
+
+  private readInstalled(dir: string, expectedId?: string): DiscoveredPlugin & { manifest: PluginManifest } {
+    const found = readManifest(dir);
+    if (found.problem || !found.manifest) throw new AiplatError('package_invalid', found.problem ?? 'the manifest is not valid', { id: found.id });
+    if (expectedId && found.id !== expectedId) throw new AiplatError('package_invalid', `the package is plugin "${found.id}", not "${expectedId}"`, { id: found.id });
+    return found as DiscoveredPlugin & { manifest: PluginManifest };
+  }
+
+  /** Point a record at another folder (another version); nothing of the earlier load stays. */
+  private retarget(record: PluginRecord, found: DiscoveredPlugin): void {
+    Object.assign(record, {
+      found,
+      manifest: found.manifest,
+      state: 'disabled',
+      reason: undefined,
+      staticFailure: false,
+      definition: undefined,
+      routes: [],
+      migrations: [],
+      services: [],
+      router: undefined,
+      aliasRouters: new Map(),
+      mountedAliases: [],
+      context: undefined,
+      registered: false,
+      migrated: false,
+    } satisfies Partial<PluginRecord>);
+  }
+
+  /** The migrations the loaded version of a plugin declares (names, and whether each can be undone). */
+  migrationsOf(id: string): { name: string; reversible: boolean }[] {
+    return this.get(id).migrations.map((m) => ({ name: m.name, reversible: typeof m.down === 'function' }));
+  }
+
+  /**
+   * Add a plugin installed from a package (its folder is extracted and verified): load, migrate,
+   * start. On failure nothing of it stays registered and the error names the cause.
+   */
+  addPlugin(dir: string): Promise<PluginStatus> {
+    return this.exclusive(async () => {
+      const found = this.readInstalled(dir);
+      if (this.plugins.has(found.id)) throw new AiplatError('plugin_exists', `Plugin "${found.id}" is already installed (${this.status(found.id).version}); upgrade it instead`, { id: found.id });
+      const problem = this.dependencyProblem(found.manifest);
+      if (problem) throw problem;
+      const record: PluginRecord = {
+        found,
+        id: found.id,
+        manifest: found.manifest,
+        state: 'disabled',
+        staticFailure: false,
+        routes: [],
+        migrations: [],
+        services: [],
+        aliasRouters: new Map(),
+        mountedAliases: [],
+        registered: false,
+        migrated: false,
+        generation: 0,
+        installed: true,
+      };
+      this.plugins.set(record.id, record);
+      this.order.push(record.id);
+      if (!(await this.load(record)) || !(await this.start(record))) {
+        const reason = record.reason ?? 'unknown reason';
+        this.forget(record.id);
+        throw new AiplatError('plugin_failed', `${record.id} ${found.version} did not start: ${reason}`, { id: record.id, reason });
+      }
+      await this.options.db('plugin_states').insert({ id: record.id, enabled: true }).onConflict('id').merge(['enabled']);
+      return this.status(record.id);
+    });
+  }
+
+  private forget(id: string): void {
+    this.plugins.delete(id);
+    this.order = this.order.filter((other) => other !== id);
+  }
+
+  /**
+   * Run another version of an installed plugin (an upgrade, or a rollback with `down`: the
+   * migrations of the running version to undo first, newest first). A plugin that was disabled
+   * stays disabled. When the new version fails to start, the one before runs again.
+   */
+  replacePlugin(id: string, dir: string, options: { down?: string[] } = {}): Promise<PluginStatus> {
+    return this.exclusive(async () => {
+      const record = this.get(id);
+      if (!record.installed) throw new AiplatError('plugin_not_installed', `Plugin "${id}" comes from ${record.found.dir}, not from a package`, { id });
+      const found = this.readInstalled(dir, id);
+      const problem = this.dependencyProblem(found.manifest);
+      if (problem) throw problem;
+      // Refuse before anything stops: a migration to undo that cannot be undone.
+      if (options.down && options.down.length > 0) this.checkReversible(record, options.down);
+      const before = { found: record.found, wasEnabled: record.state === 'enabled', version: record.manifest?.version, migrations: new Set(record.migrations.map((m) => m.name)) };
+      await this.stop(record, `replaced by ${found.version}`);
+      if (options.down && options.down.length > 0) await this.migrateDown(record, options.down);
+      this.retarget(record, found);
+      const loaded = await this.load(record);
+      if (loaded && (!before.wasEnabled || (await this.start(record)))) {
+        if (!before.wasEnabled) record.reason = 'disabled by an administrator';
+        this.changed(record);
+        return this.status(id);
+      }
+      const reason = record.reason ?? 'unknown reason';
+      // Back to the version that ran: undo what the new version's migrations added when they can be undone.
+      const added = record.migrated ? record.migrations.filter((m) => !before.migrations.has(m.name)) : [];
+      let undone = '';
+      if (added.length > 0 && added.every((m) => m.down)) {
+        try {
+          await this.migrateDown(record, added.map((m) => m.name));
+          undone = ` (its migrations ${added.map((m) => m.name).join(', ')} were undone)`;
+        } catch (error) {
+          undone = ` (undoing its migrations failed: ${(error as Error).message}; they stay applied)`;
+        }
+      } else if (added.length > 0) {
+        undone = ` (its migrations ${added.map((m) => m.name).join(', ')} stay applied: they have no down())`;
+      }
+      this.retarget(record, before.found);
+      const restored = (await this.load(record)) && (!before.wasEnabled || (await this.start(record)));
+      const now = restored ? `${before.version ?? 'the earlier version'} runs again${undone}` : `${before.version ?? 'the earlier version'} did not start again either: ${record.reason ?? 'unknown reason'}`;
+      throw new AiplatError('plugin_failed', `${id} ${found.version} did not start: ${reason}; ${now}`, { id, reason, restored });
+    });
+  }
+
+  private checkReversible(record: PluginRecord, names: string[]): void {
+    const byName = new Map(record.migrations.map((m) => [m.name, m]));
+    const missing = names.filter((n) => !byName.get(n)?.down);
+    if (missing.length > 0) {
+      throw new AiplatError(
+        'plugin_incompatible',
+        `cannot undo migration${missing.length > 1 ? 's' : ''} ${missing.join(', ')} of ${record.id} ${record.manifest?.version ?? ''}: ${missing.length > 1 ? 'they have' : 'it has'} no down(); nothing was changed`,
+        { id: record.id, migrations: missing },
+      );
+    }
+  }
+
+  private async migrateDown(record: PluginRecord, names: string[]): Promise<void> {
+    this.checkReversible(record, names);
+    const prefix = pluginTablePrefix(record.id);
+    for (const name of [...names].sort().reverse()) {
+      await this.options.db.migrate.down({ migrationSource: migrationSource(record.migrations), tableName: `${prefix}migrations`, name, disableMigrationsListValidation: true });
+    }
+  }
+
+  /**
+   * Stop and remove an installed plugin. `dropData` also drops its `p_<id>_` tables and its
+   * stored settings; otherwise they stay for a later install.
+   */
+  removePlugin(id: string, options: { dropData: boolean }): Promise<void> {
+    return this.exclusive(async () => {
+      const record = this.get(id);
+      if (!record.installed) throw new AiplatError('plugin_not_installed', `Plugin "${id}" comes from ${record.found.dir}, not from a package: disable it instead`, { id });
+      const dependents = [...this.plugins.values()].filter((p) => p.id !== id && p.manifest?.dependencies?.[id]).map((p) => p.id);
+      if (dependents.length > 0) {
+        throw new AiplatError('plugin_has_dependents', `Cannot uninstall ${id}: ${dependents.join(', ')} depend${dependents.length === 1 ? 's' : ''} on it. Uninstall ${dependents.length === 1 ? 'it' : 'them'} first`, { id, dependents });
+      }
+      await this.stop(record, 'uninstalled');
+      this.changed(Object.assign(record, { state: 'disabled' as const, reason: 'uninstalled' }));
+      this.forget(id);
+      if (options.dropData) {
+        const db = this.options.db;
+        const prefix = pluginTablePrefix(id);
+        // Another plugin's prefix may start with this one's (p_a_ and p_a_b_): leave its tables alone.
+        const others = [...this.plugins.keys()].map(pluginTablePrefix).filter((p) => p.length > prefix.length && p.startsWith(prefix));
+        const tables = (await db('information_schema.tables').where({ table_schema: 'public' }).select('table_name'))
+          .map((r: { table_name: string }) => r.table_name)
+          .filter((t: string) => t.startsWith(prefix) && !others.some((o) => t.startsWith(o)));
+        for (const table of tables) await db.schema.dropTableIfExists(table);
+        await db('plugin_states').where({ id }).delete();
+      }
+    });
+  }
+
   /** Stop everything, dependents before their dependencies. */
   async stopAll(): Promise<void> {
     await this.exclusive(async () => {
@@ -565,6 +777,7 @@ export class Kernel {
       dependents: [...this.plugins.keys()].filter((other) => this.requires(other).includes(id)).sort(),
       aliases: record.mountedAliases,
       source: record.found.dir,
+      installed: record.installed,
     };
   }
 

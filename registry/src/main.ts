@@ -1,0 +1,107 @@
+/**
+ * `npm run registry` starts the plugin registry; with a command it manages publishers:
+ *
+ *   npm run registry                                   start (configured by REGISTRY_* variables)
+ *   npm run registry -- add-publisher <name> [--key <key file>]
+ *   npm run registry -- add-key <name> <key file>
+ *   npm run registry -- rotate-token <name>
+ */
+import { readFile } from 'node:fs/promises';
+import pino from 'pino';
+import type { Logger } from '@aiplat/plugin-sdk';
+import { parsePublicKey, type PublicKey } from '@aiplat/plugin-sdk/package';
+import { loadRegistryConfig, RegistryConfigError } from './config.js';
+import { addKey, addPublisher, rotateToken } from './publishers.js';
+import { startRegistry } from './server.js';
+
+const USAGE = `Usage:
+  npm run registry                                         start the registry
+  npm run registry -- add-publisher <name> [--key <file>]  add a publisher; prints its token (shown once)
+  npm run registry -- add-key <name> <file>                trust another signing key of a publisher
+  npm run registry -- rotate-token <name>                  give a publisher a new token (the old one stops working)
+
+<file> is a public key or key pair file from \`aiplat-plugin keygen\`; only the public key is kept.
+Environment: REGISTRY_PORT (8090), REGISTRY_HOST (0.0.0.0), REGISTRY_DATA_DIR (./.aiplat-registry),
+REGISTRY_PUBLISHERS (<data dir>/publishers.json), REGISTRY_MAX_UPLOAD (512MiB), REGISTRY_PUBLIC_URL, LOG_LEVEL (info).`;
+
+async function readKey(file: string): Promise<PublicKey> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new Error(`the key file ${file} cannot be read as JSON: ${(error as Error).message}`, { cause: error });
+  }
+  return parsePublicKey(raw, file);
+}
+
+async function start(): Promise<void> {
+  const config = loadRegistryConfig();
+  const logger = pino({ level: config.logLevel, base: { service: 'aiplat-registry' } }) as unknown as Logger;
+  const registry = await startRegistry({
+    dataDir: config.dataDir,
+    port: config.port,
+    host: config.host,
+    publishers: config.publishersFile,
+    logger,
+    maxUploadBytes: config.maxUploadBytes,
+    ...(config.publicUrl ? { publicUrl: config.publicUrl } : {}),
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'registry stopping');
+    registry.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...args] = argv;
+  if (command === undefined || command === 'start') return start();
+  if (command === 'help' || command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return;
+  }
+  const { publishersFile } = loadRegistryConfig();
+  switch (command) {
+    case 'add-publisher': {
+      const [name, flag, keyFile, ...extra] = args;
+      if (!name || (flag !== undefined && (flag !== '--key' || !keyFile)) || extra.length > 0) throw new Error(`add-publisher takes a name and optionally --key <file>\n\n${USAGE}`);
+      const keys = keyFile ? [await readKey(keyFile)] : [];
+      const token = await addPublisher(publishersFile, name, keys);
+      console.error(`Added publisher "${name}" to ${publishersFile}${keys.length ? ` with key ${keys[0]!.keyId}` : ''}.`);
+      console.error('Its token, shown only now (the file keeps only its SHA-256):');
+      console.log(token);
+      return;
+    }
+    case 'add-key': {
+      const [name, keyFile, ...extra] = args;
+      if (!name || !keyFile || extra.length > 0) throw new Error(`add-key takes a publisher name and a key file\n\n${USAGE}`);
+      const key = await readKey(keyFile);
+      await addKey(publishersFile, name, key);
+      console.error(`Publisher "${name}" now signs with key ${key.keyId} too (${publishersFile}).`);
+      return;
+    }
+    case 'rotate-token': {
+      const [name, ...extra] = args;
+      if (!name || extra.length > 0) throw new Error(`rotate-token takes a publisher name\n\n${USAGE}`);
+      const token = await rotateToken(publishersFile, name);
+      console.error(`New token for "${name}" (the old one no longer works), shown only now:`);
+      console.log(token);
+      return;
+    }
+    default:
+      throw new Error(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof RegistryConfigError) console.error(error.message);
+  else console.error(`registry: ${(error as Error).message ?? String(error)}`);
+  process.exit(1);
+});
