@@ -35,7 +35,7 @@ const key = generateKeyPair('bench');
 const keyFile = path.join(work, 'key.json');
 writeFileSync(keyFile, JSON.stringify(key));
 const tgz = path.join(work, 'hello.tgz');
-execFileSync(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'plugin-sdk/cli/src/main.ts'), 'pack', path.join(REPO_ROOT, 'examples/hello'), '--out', tgz, '--key', keyFile], { stdio: 'inherit', cwd: REPO_ROOT });
+execFileSync(process.execPath, [path.join(REPO_ROOT, 'plugin-sdk/cli/bin/aiplat-plugin.mjs'), 'pack', path.join(REPO_ROOT, 'examples/hello'), '--out', tgz, '--key', keyFile], { stdio: 'inherit', cwd: REPO_ROOT });
 
 const token = 'bench-publisher-token-0123456789';
 const registry = await startRegistry({ dataDir: path.join(work, 'registry'), port: 0, host: '127.0.0.1', publishers: [{ name: 'bench', tokenSha256: hashToken(token), keys: [publicKeyOf(key)] }] });

@@ -60,6 +60,30 @@ export interface WebContribution {
 /** A JSON Schema object (draft 2020-12); `x-secret: true` marks a secret field. */
 export type JsonSchema = Record<string, unknown>;
 
+/**
+ * What a plugin's workers need, travelling inside its package under `runtime/` so an install never
+ * reaches a network: a Python wheelhouse (`pip install --no-index --find-links <wheelhouse>`), and
+ * container images as tarballs `docker load` imports, with the image id they must load as.
+ */
+export interface PluginRuntime {
+  python?: {
+    /** The Python version the wheels are built for, e.g. `3.11`. */
+    version?: string;
+    /** A pinned requirements file inside the package (`runtime/requirements.lock`). */
+    requirements?: string;
+    /** A folder of wheels inside the package (`runtime/wheels`). */
+    wheelhouse: string;
+  };
+  images?: {
+    /** The reference workloads use, e.g. `local/vllm-cpu:0.6`. */
+    name: string;
+    /** The image id `docker load` must give: `sha256:<64 hex>`. */
+    digest: string;
+    /** The image tarball inside the package (`runtime/images/vllm-cpu.tar`). */
+    tarball: string;
+  }[];
+}
+
 export interface PluginManifest {
   id: string;
   version: string;
@@ -73,7 +97,7 @@ export interface PluginManifest {
   web?: { remoteEntry: string; contributions?: WebContribution[] };
   http?: { aliases?: string[] };
   config?: JsonSchema;
-  runtime?: Record<string, unknown>;
+  runtime?: PluginRuntime;
   icon?: string;
   categories?: string[];
   license?: string;
@@ -179,7 +203,35 @@ export const manifestSchema = {
       },
     },
     config: { type: 'object' },
-    runtime: { type: 'object' },
+    runtime: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        python: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['wheelhouse'],
+          properties: {
+            version: { type: 'string', pattern: '^[0-9]+\\.[0-9]+$' },
+            requirements: { type: 'string', pattern: '^runtime/' },
+            wheelhouse: { type: 'string', pattern: '^runtime/' },
+          },
+        },
+        images: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'digest', 'tarball'],
+            properties: {
+              name: { type: 'string', minLength: 1, maxLength: 255 },
+              digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' },
+              tarball: { type: 'string', pattern: '^runtime/' },
+            },
+          },
+        },
+      },
+    },
     icon: { type: 'string' },
     categories: { type: 'array', items: { type: 'string' } },
     license: { type: 'string' },

@@ -75,6 +75,16 @@ export function readManifest(dir: string): DiscoveredPlugin {
       return { ...base, problem: `${relative(manifestPath)}: backend.entry "${manifest.backend.entry}" does not exist` };
     }
   }
+  // What the workers need travels inside the plugin (runtime/): every path it names must be there.
+  const runtimePaths = [manifest.runtime?.python?.wheelhouse, manifest.runtime?.python?.requirements, ...(manifest.runtime?.images ?? []).map((i) => i.tarball)].filter(
+    (p): p is string => typeof p === 'string',
+  );
+  for (const rel of runtimePaths) {
+    const full = path.resolve(dir, rel);
+    if (!full.startsWith(dir + path.sep) || !existsSync(full)) {
+      return { ...base, problem: `${relative(manifestPath)}: runtime names "${rel}", which is not in the plugin folder` };
+    }
+  }
   if (manifest.web) {
     const entry = path.resolve(dir, manifest.web.remoteEntry);
     if (!entry.startsWith(dir + path.sep)) {

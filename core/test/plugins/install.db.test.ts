@@ -298,6 +298,22 @@ describe('refusals leave the core as it was', () => {
     expect(await tables('p_needs_')).toEqual([]);
   });
 
+  it('what the workers need travels inside the package: a runtime file it names but lacks is refused', async () => {
+    const image = { name: 'local/worker:1', digest: `sha256:${'a'.repeat(64)}`, tarball: 'runtime/images/worker.tar' };
+    const runtime = { python: { version: '3.11', wheelhouse: 'runtime/wheels' }, images: [image] };
+    const lacking = await notesPackage({ id: 'worker-lacking', version: '1.0.0', key, runtime, files: { 'runtime/wheels/demo-1.0-py3-none-any.whl': 'wheel' } }, mkdtempSync(path.join(work, 'r-')));
+    const refused = await waitOperation(core, (await upload(readFileSync(lacking.file))).body.operation);
+    expect(refused).toMatchObject({ state: 'failed', error: { code: 'package_invalid', message: expect.stringMatching(/runtime names "runtime\/images\/worker\.tar", which is not in the plugin folder/) } });
+    const complete = await notesPackage(
+      { id: 'worker-complete', version: '1.0.0', key, runtime, files: { 'runtime/wheels/demo-1.0-py3-none-any.whl': 'wheel', 'runtime/images/worker.tar': 'image tarball' } },
+      mkdtempSync(path.join(work, 'r-')),
+    );
+    const op = await waitOperation(core, (await upload(readFileSync(complete.file))).body.operation);
+    expect(op.state, JSON.stringify(op)).toBe('succeeded');
+    expect(readFileSync(path.join(core.dataDir, 'installed', 'worker-complete', '1.0.0', 'runtime', 'images', 'worker.tar'), 'utf8')).toBe('image tarball');
+    await waitOperation(core, (await core.client.post('/api/v1/plugins/worker-complete/uninstall', { keepData: false })).body.operation);
+  });
+
   it('bad requests get a clear 4xx', async () => {
     expect((await core.client.post('/api/v1/plugins/install', { id: 'Bad Id' })).status).toBe(400);
     expect((await core.client.post('/api/v1/plugins/install', { id: 'notes', version: 'not a range' })).body.error.message).toMatch(/not a semver/);
