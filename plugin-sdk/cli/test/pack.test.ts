@@ -2,7 +2,7 @@
  * `aiplat-plugin build` and `pack` on the repository's own plugins and examples, run as a person
  * would (a real process), each on a copy outside the repository so the checkout is left as it is.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extractPackage, readPackage, verifyPackage } from '@aiplat/plugin-sdk/package';
@@ -37,11 +37,14 @@ describe('aiplat-plugin pack of examples/hello', () => {
   });
   afterAll(() => work?.remove());
 
-  it('holds exactly the manifest, the backend bundle, the UI remote and SIGNATURE', async () => {
+  it('holds exactly the manifest, the backend bundle, the UI remote, the docs and SIGNATURE', async () => {
     expect(stdout.trim()).toBe('out/hello-1.0.0.tgz');
     const pkg = await readPackage(tgz);
     const files = pkg.files.map((f) => f.path);
     expect(files.filter((f) => !f.startsWith('web/dist/assets/'))).toEqual([
+      'CHANGELOG.md',
+      'LICENSE',
+      'README.md',
       'aiplat-plugin.json',
       'dist/backend/index.js',
       'dist/backend/index.js.map',
@@ -55,8 +58,7 @@ describe('aiplat-plugin pack of examples/hello', () => {
     const original = JSON.parse(readFileSync(path.join(REPO, 'examples', 'hello', 'aiplat-plugin.json'), 'utf8'));
     expect(pkg.manifest).toEqual({ ...original, backend: { entry: 'dist/backend/index.js' } });
     expect(verifyPackage(pkg, [])).toMatchObject({ status: 'unsigned' });
-    // Example plugins have no README etc.: said, not refused.
-    expect(stderr).toContain('warning: hello has no README.md, CHANGELOG.md, LICENSE');
+    expect(stderr).not.toContain('warning');
     expect(stderr).toMatch(/hello 1\.0\.0: \d+ files \(SIGNATURE included\)/);
     expect(stderr).toContain(`sha256 ${pkg.sha256}`);
     expect(stderr).toContain('unsigned');
@@ -110,6 +112,14 @@ describe('aiplat-plugin pack refuses', () => {
     expect(res.code).toBe(1);
     expect(res.stderr).toContain('aiplat-plugin: runtime/node_modules/vue: a package may not carry its own copy of vue, which the host provides');
     expect(existsSync(path.join(work.dir, 'vue.tgz'))).toBe(false);
+  });
+
+  it('(not refused) a plugin without README, CHANGELOG and LICENSE: a warning says so', async () => {
+    const dir = copyPlugin(path.join(REPO, 'examples', 'hello-shout'), work.dir, 'no-docs');
+    for (const file of ['README.md', 'CHANGELOG.md', 'LICENSE']) rmSync(path.join(dir, file), { force: true });
+    const res = await runCli(['pack', dir, '--out', path.join(work.dir, 'no-docs.tgz')], { cwd: work.dir });
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stderr).toContain('warning: hello-shout has no README.md, CHANGELOG.md, LICENSE');
   });
 
   it('a backend that would bundle its own copy of the SDK', async () => {
