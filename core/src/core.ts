@@ -380,7 +380,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       }),
       // Before the admin routes: /plugins/unsigned-allowlist and /plugins/trusted-keys are not plugin ids.
       ...pluginPackageRoutes(kernel, installer),
-      ...pluginAdminRoutes(kernel),
+      ...pluginAdminRoutes(kernel, () => installer.installed()),
       ...pluginSettingsRoutes(kernel, secretSettings),
       ...auditService.routes(),
       ...operationRoutes(operations, identity.can),

@@ -3,7 +3,7 @@
  * refresh and retry on a 401, errors as {@link ApiError} with the catalog's `code`.
  */
 import { withBase } from './boot.ts';
-import { ApiError } from './errors.ts';
+import { ApiError, errorMessagesReady } from './errors.ts';
 import { parseError, session } from './session.ts';
 
 export type Query = Record<string, string | number | boolean | undefined | null>;
@@ -54,6 +54,7 @@ export function createApiClient(prefix = ''): ApiClient {
         });
       } catch (error) {
         if ((error as Error).name === 'AbortError') throw error;
+        await errorMessagesReady();
         throw new ApiError(0, 'network', (error as Error).message);
       }
     };

@@ -8,7 +8,7 @@ export { defineUiPlugin, isUiPlugin } from './define.ts';
 export type { ComponentLoader, UiPlugin, UiPluginContext, UiPluginDefinition } from './define.ts';
 export { bootInfo, withBase } from './boot.ts';
 export type { BootInfo } from './boot.ts';
-export { ApiError, isApiError } from './errors.ts';
+export { ApiError, errorMessagesReady, isApiError, setErrorMessagesLoader } from './errors.ts';
 export { coreApi, createApiClient, pluginApi } from './api.ts';
 export type { ApiClient, Page, Query, RequestOptions } from './api.ts';
 export { session } from './session.ts';

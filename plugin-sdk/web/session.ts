@@ -6,7 +6,7 @@
  */
 import { reactive, readonly } from 'vue';
 import { withBase } from './boot.ts';
-import { ApiError } from './errors.ts';
+import { ApiError, errorMessagesReady } from './errors.ts';
 
 export interface SessionUser {
   id: string;
@@ -76,6 +76,7 @@ function apply(pair: TokenPair): void {
 }
 
 async function parseError(res: Response): Promise<ApiError> {
+  await errorMessagesReady();
   let body: { error?: { code?: string; message?: string; details?: unknown; requestId?: string } } = {};
   try {
     body = (await res.json()) as typeof body;
@@ -93,6 +94,7 @@ async function postJson(path: string, payload: unknown, token?: string): Promise
       body: JSON.stringify(payload),
     });
   } catch (error) {
+    await errorMessagesReady();
     throw new ApiError(0, 'network', (error as Error).message);
   }
 }

@@ -1,5 +1,5 @@
 import { createI18n } from 'vue-i18n';
-import { sdkMessages, SUPPORTED_LOCALES, type Locale } from '@aiplat/plugin-sdk/web';
+import { sdkMessages, setErrorMessagesLoader, SUPPORTED_LOCALES, type Locale } from '@aiplat/plugin-sdk/web';
 import shell from './locales/shell.ts';
 
 /**
@@ -15,6 +15,9 @@ const lazyMessageFiles = {
   identity: () => import('./locales/identity.ts'),
   workloads: () => import('./locales/workloads.ts'),
   nodes: () => import('./locales/nodes.ts'),
+  marketplace: () => import('./locales/marketplace.ts'),
+  // The error catalog by code: loaded before the first error is shown (setErrorMessagesLoader below).
+  errors: () => import('@aiplat/plugin-sdk/web/error-messages').then((m) => ({ default: m.sdkErrorMessages as unknown as Record<Locale, Tree> })),
 } satisfies Record<string, () => Promise<{ default: Record<Locale, Tree> }>>;
 
 export type MessageFile = keyof typeof lazyMessageFiles;
@@ -77,3 +80,6 @@ export function loadMessages(...names: MessageFile[]): Promise<void> {
     }),
   ).then(() => undefined);
 }
+
+// The API client and the session wait for the error translations before handing out an error.
+setErrorMessagesLoader(() => loadMessages('errors'));

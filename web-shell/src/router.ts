@@ -34,15 +34,24 @@ const coreRoutes: RouteRecordRaw[] = [
     component: ConsoleLayout,
     children: [
       { path: '', name: 'dashboard', component: DashboardView, meta: { titleKey: 'dashboard.title' } },
-      { path: 'plugins', name: 'plugins', component: () => import('./views/PluginsView.vue'), meta: { titleKey: 'nav.plugins', permission: 'plugins:read', messages: ['plugins'] } },
+      { path: 'plugins', name: 'plugins', component: () => import('./views/PluginsView.vue'), meta: { titleKey: 'nav.plugins', permission: 'plugins:read', messages: ['plugins', 'marketplace', 'errors'] } },
       {
         path: 'plugins/:id',
         name: 'plugin-details',
         component: () => import('./views/PluginDetailsView.vue'),
         props: true,
-        meta: { titleKey: 'nav.plugins', permission: 'plugins:read', messages: ['plugins'] },
+        meta: { titleKey: 'nav.plugins', permission: 'plugins:read', messages: ['plugins', 'marketplace', 'errors'] },
       },
-      { path: 'operations', name: 'operations', component: () => import('./views/OperationsView.vue'), meta: { titleKey: 'nav.operations', permission: 'operations:read', messages: ['operations'] } },
+      // The marketplace (one chunk for both pages; the README renderer apart) loads only when opened.
+      { path: 'marketplace', name: 'marketplace', component: () => import('./components/marketplace/pages.ts').then((m) => m.MarketplaceView), meta: { titleKey: 'nav.marketplace', permission: 'plugins:read', messages: ['marketplace', 'errors'] } },
+      {
+        path: 'marketplace/:id',
+        name: 'marketplace-plugin',
+        component: () => import('./components/marketplace/pages.ts').then((m) => m.MarketplacePluginView),
+        props: true,
+        meta: { titleKey: 'nav.marketplace', permission: 'plugins:read', messages: ['marketplace', 'errors'] },
+      },
+      { path: 'operations', name: 'operations', component: () => import('./views/OperationsView.vue'), meta: { titleKey: 'nav.operations', permission: 'operations:read', messages: ['operations', 'errors'] } },
       ...workloadRoutes,
       ...identityRoutes,
       { path: ':pathMatch(.*)*', name: 'not-found', component: () => import('./views/NotFoundView.vue') },

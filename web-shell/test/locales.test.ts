@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorCatalog } from '@aiplat/plugin-sdk';
 import { sdkMessages } from '../../plugin-sdk/web/messages.js';
+import { sdkErrorMessages } from '../../plugin-sdk/web/error-messages.js';
 
 type Tree = { [key: string]: string | Tree };
 
@@ -38,12 +39,13 @@ function expectSameKeys(label: string, en: Tree, zh: Tree) {
 describe('translations', () => {
   it('the SDK web part has every string in en and zh-CN', () => {
     expectSameKeys('sdk', sdkMessages.en as unknown as Tree, sdkMessages['zh-CN'] as unknown as Tree);
+    expectSameKeys('sdk errors', sdkErrorMessages.en as unknown as Tree, sdkErrorMessages['zh-CN'] as unknown as Tree);
   });
 
   it('every error code of the catalog is translated, and the network failure too', () => {
     for (const code of [...Object.keys(errorCatalog), 'network']) {
-      expect(sdkMessages.en.errors, code).toHaveProperty(code);
-      expect(sdkMessages['zh-CN'].errors, code).toHaveProperty(code);
+      expect(sdkErrorMessages.en.errors, code).toHaveProperty(code);
+      expect(sdkErrorMessages['zh-CN'].errors, code).toHaveProperty(code);
     }
   });
 

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { startTestCore, type TestCore } from '@aiplat/testing';
-import { sdkMessages } from '../../plugin-sdk/web/messages.js';
+import { sdkErrorMessages } from '../../plugin-sdk/web/error-messages.js';
 import shellMessages from '../src/locales/shell.js';
 import workloadMessages from '../src/locales/workloads.js';
 import nodeMessages from '../src/locales/nodes.js';
@@ -98,7 +98,7 @@ describe('environment pages in Chromium', () => {
     await page.click('[data-test=add-node-confirm]');
     const error = page.locator('[data-test=add-node-error]');
     await error.waitFor({ timeout: 20_000 });
-    expect(await error.innerText()).toContain(sdkMessages.en.errors.node_unreachable);
+    expect(await error.innerText()).toContain(sdkErrorMessages.en.errors.node_unreachable);
     expect(await page.locator('[data-test=add-node-error-detail]').innerText()).toMatch(/tcp:\/\/127\.0\.0\.1:1/);
     await page.screenshot({ path: SHOTS.refused });
     // Nothing was stored; the dialog keeps what was typed.

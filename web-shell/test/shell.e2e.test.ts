@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { startTestCore, TEST_ADMIN_PASSWORD, type TestCore } from '@aiplat/testing';
 import { sdkMessages } from '../../plugin-sdk/web/messages.js';
+import { sdkErrorMessages } from '../../plugin-sdk/web/error-messages.js';
 import shellMessages from '../src/locales/shell.js';
 import helloEn from '../../examples/hello/web/src/locales/en.js';
 import helloZh from '../../examples/hello/web/src/locales/zh-CN.js';
@@ -273,7 +274,7 @@ describe('web shell in Chromium', () => {
     await signIn(page, 'not-the-password');
     const shown = await waitForText(page, sel.loginError, new RegExp(en.login.failed));
     // Translated by error code (invalid_credentials), not the server's English message.
-    expect(shown).toContain(sdkMessages.en.errors.invalid_credentials);
+    expect(shown).toContain(sdkErrorMessages.en.errors.invalid_credentials);
     expect(new URL(page.url()).pathname).toBe('/login');
   });
 

@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { startTestCore, type TestCore } from '@aiplat/testing';
-import { sdkMessages } from '../../plugin-sdk/web/messages.js';
+import { sdkErrorMessages } from '../../plugin-sdk/web/error-messages.js';
 import shellMessages from '../src/locales/shell.js';
 import workloadMessages from '../src/locales/workloads.js';
 import { buildUiIfStale, fullPageScreenshot, launchChromium, openSignedIn } from './browser.js';
@@ -179,7 +179,7 @@ describe('compute pages in Chromium', () => {
     await page.click('[data-test=submit-confirm]');
     const error = page.locator('[data-test=submit-error]');
     await error.waitFor();
-    expect(await error.innerText()).toContain(sdkMessages.en.errors.unschedulable);
+    expect(await error.innerText()).toContain(sdkErrorMessages.en.errors.unschedulable);
     const problems = await page.locator('[data-test=submit-problems] li').allInnerTexts();
     expect(problems.length).toBeGreaterThan(0);
     expect(problems.join(' ')).toMatch(/9/);

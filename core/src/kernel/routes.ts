@@ -1,5 +1,5 @@
 import { AiplatError, type RouteDefinition } from '@aiplat/plugin-sdk';
-import type { Kernel } from './kernel.js';
+import type { Kernel, PluginStatus } from './kernel.js';
 
 const idParams = {
   type: 'object',
@@ -22,8 +22,12 @@ const statusSchema = {
   },
 };
 
-/** The run-time plugin admin API. */
-export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
+/** A plugin installed from a package: its version, the one before, who signed it, where it came from. */
+export type InstalledFacts = Map<string, { version: string; previousVersion: string | null; signature: string; keyId: string | null; publisher: string | null; source: string; installedAt: string }>;
+
+/** The run-time plugin admin API; `installed` tells which plugins came from packages (null for the repository's folders). */
+export function pluginAdminRoutes(kernel: Kernel, installed: () => Promise<InstalledFacts> = async () => new Map()): RouteDefinition[] {
+  const withInstalled = (status: PluginStatus, facts: InstalledFacts) => ({ ...status, installed: facts.get(status.id) ?? null });
   return [
     {
       method: 'GET',
@@ -33,10 +37,16 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
       permission: 'plugins:read',
       query: { type: 'object', properties: { state: { enum: ['enabled', 'disabled', 'failed'] } } },
       responses: { 200: { description: 'Plugins', schema: { type: 'object', properties: { items: { type: 'array', items: statusSchema }, nextCursor: { type: 'null' } } } } },
-      handler: (ctx) => ({
-        items: kernel.list().filter((p) => !ctx.query.state || p.state === ctx.query.state),
-        nextCursor: null,
-      }),
+      handler: async (ctx) => {
+        const facts = await installed();
+        return {
+          items: kernel
+            .list()
+            .filter((p) => !ctx.query.state || p.state === ctx.query.state)
+            .map((p) => withInstalled(p, facts)),
+          nextCursor: null,
+        };
+      },
     },
     {
       method: 'GET',
@@ -46,7 +56,7 @@ export function pluginAdminRoutes(kernel: Kernel): RouteDefinition[] {
       permission: 'plugins:read',
       params: idParams,
       responses: { 200: { description: 'The plugin', schema: { ...statusSchema, properties: { ...statusSchema.properties, manifest: { type: ['object', 'null'] } } } } },
-      handler: (ctx) => ({ ...kernel.status(ctx.params.id), manifest: kernel.manifestOf(ctx.params.id) ?? null }),
+      handler: async (ctx) => ({ ...withInstalled(kernel.status(ctx.params.id), await installed()), manifest: kernel.manifestOf(ctx.params.id) ?? null }),
     },
     {
       method: 'POST',

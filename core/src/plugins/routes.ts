@@ -266,8 +266,17 @@ export function pluginPackageRoutes(kernel: Kernel, installer: PluginInstaller):
       tags: ['plugins'],
       permission: 'plugins:read',
       handler: async (ctx) => {
-        const rows = (await ctx.db('plugin_unsigned_allowlist').select('*').orderBy('plugin_id')) as { plugin_id: string; note: string | null; created_by: string | null; created_at: Date }[];
-        return { items: rows.map((r) => ({ pluginId: r.plugin_id, note: r.note, createdBy: r.created_by, createdAt: new Date(r.created_at).toISOString() })), nextCursor: null };
+        const rows = (await ctx.db('plugin_unsigned_allowlist as a').leftJoin('users as u', 'u.id', 'a.created_by').select('a.*', 'u.username').orderBy('a.plugin_id')) as {
+          plugin_id: string;
+          note: string | null;
+          created_by: string | null;
+          username: string | null;
+          created_at: Date;
+        }[];
+        return {
+          items: rows.map((r) => ({ pluginId: r.plugin_id, note: r.note, createdBy: r.created_by, createdByName: r.username, createdAt: new Date(r.created_at).toISOString() })),
+          nextCursor: null,
+        };
       },
     },
     {

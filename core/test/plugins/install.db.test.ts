@@ -129,7 +129,8 @@ describe('install, upgrade, rollback, uninstall', () => {
     console.log(`[install] notes 1.0.0 answered ${Date.now() - started} ms after the install request`);
     expect((await core.client.post('/api/plugins/notes/items', { text: 'kept across versions' })).status).toBe(200);
     const plugins = await core.client.get('/api/v1/plugins');
-    expect(plugins.body.items.find((p: any) => p.id === 'notes')).toMatchObject({ version: '1.0.0', state: 'enabled', installed: true });
+    expect(plugins.body.items.find((p: any) => p.id === 'notes')).toMatchObject({ version: '1.0.0', state: 'enabled', installed: { version: '1.0.0', previousVersion: null, signature: 'signed', publisher: 'acme', keyId: key.keyId, source: registry.url } });
+    expect(plugins.body.items.find((p: any) => p.id === 'hello')).toMatchObject({ installed: null });
     expect(existsSync(path.join(core.dataDir, 'installed', 'notes', '1.0.0', 'aiplat-plugin.json'))).toBe(true);
     // Installing it again is refused at once.
     expect((await core.client.post('/api/v1/plugins/install', { id: 'notes' })).body.error.code).toBe('plugin_exists');
@@ -264,7 +265,7 @@ describe('refusals leave the core as it was', () => {
     expect(refused).toMatchObject({ state: 'failed', error: { code: 'package_unsigned', message: expect.stringMatching(/not signed.*allow "homemade" unsigned/) } });
     const allowed = await core.client.post('/api/v1/plugins/unsigned-allowlist', { pluginId: 'homemade', note: 'built in house' });
     expect(allowed.status).toBe(201);
-    expect((await core.client.get('/api/v1/plugins/unsigned-allowlist')).body.items).toEqual([expect.objectContaining({ pluginId: 'homemade', note: 'built in house' })]);
+    expect((await core.client.get('/api/v1/plugins/unsigned-allowlist')).body.items).toEqual([expect.objectContaining({ pluginId: 'homemade', note: 'built in house', createdByName: 'admin' })]);
     const op = await waitOperation(core, (await upload(readFileSync(file))).body.operation);
     expect(op, JSON.stringify(op)).toMatchObject({ state: 'succeeded', result: { installed: [{ id: 'homemade', signature: 'unsigned' }] } });
     expect((await core.client.get('/api/plugins/homemade/items')).status).toBe(200);
