@@ -4,38 +4,19 @@
  * against the publisher's own keys.
  */
 import { rm } from 'node:fs/promises';
-import { Ajv, type ErrorObject } from 'ajv';
 import semver from 'semver';
-import { manifestSchema, type PluginManifest } from '@aiplat/plugin-sdk';
-import { PackageError, readPackage, verifyPackage, type PackageContents, type Verification } from '@aiplat/plugin-sdk/package';
+import type { PluginManifest } from '@aiplat/plugin-sdk';
+import { PackageError, manifestProblems, readPackage, verifyPackage, type PackageContents, type Verification } from '@aiplat/plugin-sdk/package';
 import type { IndexEntry, IndexVersion } from '@aiplat/plugin-sdk/package';
 import { RegistryError } from './errors.js';
 import type { Publisher } from './publishers.js';
 import type { RegistryStore } from './store.js';
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-const validateManifest = ajv.compile(manifestSchema);
-
-function describeSchemaError(e: ErrorObject): string {
-  const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
-  const params = e.params as Record<string, unknown>;
-  switch (e.keyword) {
-    case 'additionalProperties':
-      return `${field}: unknown field "${String(params.additionalProperty)}"`;
-    case 'required':
-      return `${field}: "${String(params.missingProperty)}" is required`;
-    case 'pattern':
-      if (field === 'version') return 'version: must be a semver version such as 1.2.3';
-      if (field === 'id') return 'id: must be 3–40 lowercase letters, digits or "-", starting with a letter';
-      return `${field}: must match ${String(params.pattern)}`;
-    default:
-      return `${field}: ${e.message ?? 'is not valid'}`;
-  }
-}
 
 /** The manifest problems a person must fix, or an empty list. */
 export function checkManifest(manifest: Record<string, unknown>, files: PackageContents['files']): string[] {
-  if (!validateManifest(manifest)) return (validateManifest.errors ?? []).map(describeSchemaError);
+  const schemaProblems = manifestProblems(manifest);
+  if (schemaProblems.length > 0) return schemaProblems;
   const m = manifest as unknown as PluginManifest;
   const problems: string[] = [];
   if (!semver.validRange(m.engines.aiplat)) problems.push(`engines.aiplat: "${m.engines.aiplat}" is not a semver range (such as ^1.0.0)`);

@@ -1,11 +1,9 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Ajv } from 'ajv';
 import semver from 'semver';
-import { MANIFEST_FILE, manifestSchema, PLUGIN_API_VERSION, type PluginManifest } from '@aiplat/plugin-sdk';
+import { MANIFEST_FILE, PLUGIN_API_VERSION, type PluginManifest } from '@aiplat/plugin-sdk';
+import { manifestProblems } from '@aiplat/plugin-sdk/package';
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-const validateManifest = ajv.compile(manifestSchema);
 
 export interface DiscoveredPlugin {
   dir: string;
@@ -36,23 +34,8 @@ export function readManifest(dir: string): DiscoveredPlugin {
   }
   if (raw && typeof raw === 'object' && typeof (raw as { id?: unknown }).id === 'string') base.id = (raw as { id: string }).id;
   if (raw && typeof raw === 'object' && typeof (raw as { version?: unknown }).version === 'string') base.version = (raw as { version: string }).version;
-  if (!validateManifest(raw)) {
-    const problems = (validateManifest.errors ?? []).map((e) => {
-      const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
-      const params = e.params as Record<string, unknown>;
-      switch (e.keyword) {
-        case 'additionalProperties':
-          return `${field}: unknown field "${String(params.additionalProperty)}"`;
-        case 'required':
-          return `${field}: "${String(params.missingProperty)}" is required`;
-        case 'pattern':
-          if (field === 'version') return 'version: must be a semver version such as 1.2.3';
-          if (field === 'id') return 'id: must be 3–40 lowercase letters, digits or "-", starting with a letter';
-          return `${field}: must match ${String(params.pattern)}`;
-        default:
-          return `${field}: ${e.message ?? 'is not valid'}`;
-      }
-    });
+  const problems = manifestProblems(raw);
+  if (problems.length > 0) {
     return { ...base, problem: `${relative(manifestPath)} is not a valid plugin manifest: ${problems.join('; ')}` };
   }
   const manifest = raw as PluginManifest;

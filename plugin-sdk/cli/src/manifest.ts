@@ -3,13 +3,11 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { Ajv } from 'ajv';
 import semver from 'semver';
-import { MANIFEST_FILE, manifestSchema, PLUGIN_API_VERSION, type PluginManifest } from '@aiplat/plugin-sdk';
+import { MANIFEST_FILE, PLUGIN_API_VERSION, type PluginManifest } from '@aiplat/plugin-sdk';
+import { manifestProblems } from '@aiplat/plugin-sdk/package';
 import { CliError, readJson } from './util.js';
 
-const ajv = new Ajv({ allErrors: true, strict: false });
-const validate = ajv.compile(manifestSchema);
 
 export interface PluginFolder {
   /** Absolute path of the plugin folder. */
@@ -32,14 +30,8 @@ export function readPluginFolder(dir = '.'): PluginFolder {
   const manifestFile = path.join(root, MANIFEST_FILE);
   if (!existsSync(manifestFile)) throw new CliError(`${root} has no ${MANIFEST_FILE}: run this in a plugin folder, or name one (aiplat-plugin create <name> makes a new one)`);
   const raw = readJson<unknown>(manifestFile, 'the manifest');
-  if (!validate(raw)) {
-    const problems = (validate.errors ?? []).map((e) => {
-      const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '(top level)';
-      const params = e.params as Record<string, unknown>;
-      if (e.keyword === 'additionalProperties') return `${field}: unknown field "${String(params.additionalProperty)}"`;
-      if (e.keyword === 'required') return `${field}: "${String(params.missingProperty)}" is required`;
-      return `${field}: ${e.message ?? 'is not valid'}`;
-    });
+  const problems = manifestProblems(raw);
+  if (problems.length > 0) {
     throw new CliError(`${manifestFile} is not a valid plugin manifest:\n  - ${problems.join('\n  - ')}`);
   }
   const manifest = raw as PluginManifest;

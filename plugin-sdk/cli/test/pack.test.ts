@@ -146,7 +146,7 @@ describe('aiplat-plugin pack refuses', () => {
     expect(res.code).toBe(1);
     expect(res.stderr).toContain('is not a valid plugin manifest');
     expect(res.stderr).toContain('unknown field "colour"');
-    expect(res.stderr).toContain('version: must match pattern');
+    expect(res.stderr).toContain('version: must be a semver version such as 1.2.3');
   });
 
   it('a folder that is no plugin, and a bad command line (exit 2)', async () => {

@@ -14,6 +14,7 @@ import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib'
 import tar from 'tar-stream';
 
 export * from './registry-index.js';
+export { manifestProblems } from './manifest-check.js';
 
 export const SIGNATURE_FILE = 'SIGNATURE';
 export const PACKAGE_MANIFEST_FILE = 'aiplat-plugin.json';
