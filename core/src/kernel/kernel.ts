@@ -119,23 +119,7 @@ export class Kernel {
     const installed = new Set(installedDirs);
     const found = discoverPlugins([...this.options.pluginDirs, ...installed]);
     for (const plugin of found) {
-      this.plugins.set(plugin.id, {
-        generation: 0,
-        installed: installed.has(plugin.dir),
-        found: plugin,
-        id: plugin.id,
-        manifest: plugin.manifest,
-        state: plugin.problem ? 'failed' : 'disabled',
-        reason: plugin.problem,
-        staticFailure: plugin.problem !== undefined,
-        routes: [],
-        migrations: [],
-        services: [],
-        aliasRouters: new Map(),
-        mountedAliases: [],
-        registered: false,
-        migrated: false,
-      });
+      this.plugins.set(plugin.id, newRecord(plugin, installed.has(plugin.dir)));
     }
     const valid = [...this.plugins.values()].filter((p) => p.manifest);
     const plan = planStartOrder(
@@ -621,22 +605,7 @@ export class Kernel {
       if (this.plugins.has(found.id)) throw new AiplatError('plugin_exists', `Plugin "${found.id}" is already installed (${this.status(found.id).version}); upgrade it instead`, { id: found.id });
       const problem = this.dependencyProblem(found.manifest);
       if (problem) throw problem;
-      const record: PluginRecord = {
-        found,
-        id: found.id,
-        manifest: found.manifest,
-        state: 'disabled',
-        staticFailure: false,
-        routes: [],
-        migrations: [],
-        services: [],
-        aliasRouters: new Map(),
-        mountedAliases: [],
-        registered: false,
-        migrated: false,
-        generation: 0,
-        installed: true,
-      };
+      const record = newRecord(found, true);
       this.plugins.set(record.id, record);
       this.order.push(record.id);
       if (!(await this.load(record)) || !(await this.start(record))) {
@@ -821,6 +790,27 @@ export class Kernel {
       return next();
     };
   }
+}
+
+/** A plugin's record as first found: failed when its manifest or folder has a problem, else disabled until started. */
+function newRecord(found: DiscoveredPlugin, installed: boolean): PluginRecord {
+  return {
+    found,
+    id: found.id,
+    manifest: found.manifest,
+    state: found.problem ? 'failed' : 'disabled',
+    reason: found.problem,
+    staticFailure: found.problem !== undefined,
+    routes: [],
+    migrations: [],
+    services: [],
+    aliasRouters: new Map(),
+    mountedAliases: [],
+    registered: false,
+    migrated: false,
+    generation: 0,
+    installed,
+  };
 }
 
 interface CompiledPluginRoute {
