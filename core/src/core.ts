@@ -293,8 +293,11 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       sources: registrySources(config.registries),
       maxBytes: config.packageMaxMiB,
       onChanged: () => refreshPermissions(),
+      events,
     });
     await kernel.boot(await installer.prepare());
+    // Another replica's installs, upgrades, rollbacks and uninstalls are followed here.
+    installer.listen();
     refreshPermissions();
     await auditService.bootFailures(kernel.list());
     // Another replica changed users, roles, teams or tokens: reload (this replica reloads itself too).
@@ -448,6 +451,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
         server.closeAllConnections();
         await operations.stop();
+        await installer.close();
         await schedulerRuntime.stop();
         auditService.beginShutdown();
         await kernel.stopAll();

@@ -19,6 +19,8 @@ import {
   type Operations,
   type PluginManifest,
   type Principal,
+  type EventBus,
+  type EventSubscription,
 } from '@aiplat/plugin-sdk';
 import {
   PackageError,
@@ -69,7 +71,12 @@ export interface InstallerOptions {
   maxBytes: number;
   /** After a plugin was added, replaced or removed (permissions, UI). */
   onChanged: () => void;
+  /** The core's bus: a change is announced on `pluginPackages`, and every replica syncs on it. */
+  events?: EventBus;
 }
+
+/** The core's topic for installed packages changing (another replica installed, upgraded, rolled back or removed one). */
+export const PLUGIN_PACKAGES_TOPIC = 'plugin-packages';
 
 interface PackageRow {
   plugin_id: string;
@@ -313,6 +320,73 @@ export class PluginInstaller {
     );
   }
 
+  /** Tell every replica (this one too) that the installed packages changed. */
+  private announce(id: string): void {
+    this.options.onChanged();
+    this.options.events
+      ?.publish(PLUGIN_PACKAGES_TOPIC, { id }, { permission: 'plugins:read' })
+      .catch((error: Error) => this.options.logger.warn({ err: error.message, plugin: id }, 'cannot announce a plugin package change'));
+  }
+
+  private subscription?: EventSubscription;
+
+  /** Follow the other replicas' installs, upgrades, rollbacks and uninstalls (after boot). */
+  listen(): void {
+    this.subscription ??= this.options.events?.subscribe(PLUGIN_PACKAGES_TOPIC, () => {
+      void this.sync().catch((error: Error) => this.options.logger.error({ err: error.message }, 'cannot follow a plugin package change'));
+    });
+  }
+
+  /** Stop following other replicas and wait for a sync in progress (the core is stopping). */
+  async close(): Promise<void> {
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    await this.queue.catch(() => undefined);
+  }
+
+  /**
+   * Bring this replica in line with the database: load what another replica installed, move to
+   * the version it moved to, drop what it uninstalled. The schema changes were made there (one
+   * database), so nothing is migrated down here; runs after any local change in progress.
+   */
+  sync(): Promise<void> {
+    const previous = this.queue;
+    const run = (async () => {
+      await previous.catch(() => undefined);
+      const kernel = this.options.kernel;
+      const rows = (await this.db('installed_plugins').select('id', 'version')) as { id: string; version: string }[];
+      const wanted = new Map(rows.map((r) => [r.id, r.version]));
+      let changed = false;
+      for (const [id, version] of wanted) {
+        if (kernel.has(id) && kernel.status(id).version === version) continue;
+        try {
+          const dir = await this.ensureExtracted(id, version);
+          if (!kernel.has(id)) await kernel.addPlugin(dir);
+          else if (kernel.status(id).installed) await kernel.replacePlugin(id, dir);
+          else continue;
+          changed = true;
+          this.options.logger.info({ plugin: id, version }, 'plugin package followed from another replica');
+        } catch (error) {
+          this.options.logger.error({ plugin: id, version, err: (error as Error).message }, 'cannot follow a plugin package change');
+        }
+      }
+      for (const status of kernel.list()) {
+        if (!status.installed || wanted.has(status.id)) continue;
+        try {
+          await kernel.removePlugin(status.id, { dropData: false });
+          await rm(path.join(this.root, status.id), { recursive: true, force: true });
+          changed = true;
+          this.options.logger.info({ plugin: status.id }, 'plugin uninstalled by another replica');
+        } catch (error) {
+          this.options.logger.error({ plugin: status.id, err: (error as Error).message }, 'cannot follow an uninstall');
+        }
+      }
+      if (changed) this.options.onChanged();
+    })();
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   private async audit(requester: Requester, action: string, id: string, outcome: 'success' | 'failure', details: Record<string, unknown>, db: Knex = this.db): Promise<void> {
     await this.options.audit.write(db, {
       action: `core:plugin.${action}`,
@@ -419,7 +493,7 @@ export class PluginInstaller {
         await trx('installed_plugins').where({ id }).update({ version: row.previous_version, previous_version: row.version, updated_at: trx.fn.now() });
         await this.audit(requester, 'rollback', id, 'success', { from: row.version, to: row.previous_version, undone: down }, trx);
       });
-      this.options.onChanged();
+      this.announce(id);
       control.progress(1, `${id} ${row.previous_version} runs`);
       return { id, version: row.previous_version, from: row.version, undoneMigrations: down };
     });
@@ -447,7 +521,7 @@ export class PluginInstaller {
       control.progress(0.8, 'removing its files');
       for (const p of packages) await this.options.storage.delete(p.storage_key).catch(() => false);
       await rm(path.join(this.root, id), { recursive: true, force: true });
-      this.options.onChanged();
+      this.announce(id);
       return { id, version, keptData: keepData };
     });
   }
@@ -618,7 +692,7 @@ export class PluginInstaller {
         }
         await this.audit(requester, mode, id, 'success', { version, ...(previous ? { from: previous } : {}), sha256: contents.sha256, signature: v.status, keyId: v.keyId ?? null, publisher: v.publisher ?? null, source }, trx);
       });
-      this.options.onChanged();
+      this.announce(id);
       control.progress(at(1), `${id} ${version} ${status.state === 'enabled' ? 'runs' : `is ${status.state}`}`);
       return { id, version, ...(previous ? { from: previous } : {}), state: status.state, signature: v.status };
     } catch (error) {
