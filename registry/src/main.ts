@@ -6,7 +6,10 @@
  *   npm run registry -- add-key <name> <key file>
  *   npm run registry -- rotate-token <name>
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import pino from 'pino';
 import type { Logger } from '@aiplat/plugin-sdk';
 import { parsePublicKey, type PublicKey } from '@aiplat/plugin-sdk/package';
@@ -34,9 +37,36 @@ async function readKey(file: string): Promise<PublicKey> {
   return parsePublicKey(raw, file);
 }
 
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+const SDK_WORKSPACES = ['plugin-sdk', 'plugin-sdk/testing', 'core', 'plugin-sdk/cli'];
+
+/**
+ * Run from a checkout, the registry serves this checkout's @aiplat packages on /npm/ without a
+ * separate step: they are packed into the data folder when a version there is missing.
+ */
+function ensureSdkPacked(dataDir: string, logger: Logger): void {
+  const wanted = SDK_WORKSPACES.map((ws) => path.join(ROOT, ws, 'package.json'))
+    .filter((file) => existsSync(file))
+    .map((file) => JSON.parse(readFileSync(file, 'utf8')) as { name: string; version: string });
+  if (wanted.length === 0) return;
+  const indexFile = path.join(dataDir, 'npm', 'packages.json');
+  let packed: Record<string, Record<string, unknown>> = {};
+  try {
+    packed = (JSON.parse(readFileSync(indexFile, 'utf8')) as { packages: typeof packed }).packages ?? {};
+  } catch {
+    // not packed yet
+  }
+  const missing = wanted.filter((p) => !packed[p.name]?.[p.version]);
+  if (missing.length === 0) return;
+  logger.info({ packages: missing.map((p) => `${p.name}@${p.version}`) }, 'packing the @aiplat npm packages for /npm/');
+  const result = spawnSync(process.execPath, [path.join(ROOT, 'registry', 'scripts', 'pack-sdk.mjs'), '--data-dir', dataDir], { encoding: 'utf8' });
+  if (result.status !== 0) logger.warn({ output: `${result.stdout}${result.stderr}`.slice(-2000) }, 'cannot pack the @aiplat npm packages: /npm/ serves what was packed before');
+}
+
 async function start(): Promise<void> {
   const config = loadRegistryConfig();
   const logger = pino({ level: config.logLevel, base: { service: 'aiplat-registry' } }) as unknown as Logger;
+  ensureSdkPacked(config.dataDir, logger);
   const registry = await startRegistry({
     dataDir: config.dataDir,
     port: config.port,

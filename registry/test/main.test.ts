@@ -98,6 +98,12 @@ describe('npm run registry', () => {
       child.on('exit', (code) => reject(new Error(`the registry exited with ${code}:\n${output}`)));
     });
 
+    // Started from a checkout, it serves this checkout's @aiplat packages on /npm/ with no separate step.
+    const sdk = await fetch(`${url}/npm/@aiplat%2fplugin-sdk`);
+    expect(sdk.status).toBe(200);
+    const version = JSON.parse(await readFile(path.join(ROOT, 'plugin-sdk', 'package.json'), 'utf8')).version as string;
+    expect(((await sdk.json()) as { versions: Record<string, unknown> }).versions).toHaveProperty(version);
+
     const first = await publish(url, token, await buildPackage({ id: 'proc-demo', version: '1.0.0' }, key));
     expect(first.status).toBe(201);
     expect((await first.json()) as unknown).toMatchObject({ signed: true, keyId: key.keyId });
