@@ -132,7 +132,7 @@ function coreLogger(config: CoreConfig, redactor: Redactor, given: pino.Logger |
 export async function startCore(config: CoreConfig, options: StartOptions = {}): Promise<RunningCore> {
   // The one redactor of logs, audit details and error bodies; the secret settings teach it their plaintexts.
   const redactor = new Redactor();
-  for (const value of [config.secretKey, config.adminPassword, config.metricsToken, config.oidc?.clientSecret]) redactor.addSecret(value);
+  for (const value of [config.secretKey, config.adminPassword, config.metricsToken, config.oidc?.clientSecret, config.s3SecretAccessKey]) redactor.addSecret(value);
   const logger = coreLogger(config, redactor, options.logger);
   const lock = lockDataDir(config.dataDir);
   let database: Database | undefined;
@@ -154,7 +154,9 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
     const operations = createOperations({ db, events, logger, instanceId: dataDirInstanceId(config.dataDir) });
     runningOperations = operations;
     await operations.init();
-    const storage = await createStorage({ dataDir: config.dataDir, logger });
+    // Blobs: the data folder's storage/, or an S3-compatible bucket, checked here (the AWS SDK loads only then).
+    const s3 = config.storage === 's3' ? (await import('./storage/s3-backend.js')).S3Backend.fromConfig(config, logger) : undefined;
+    const storage = await createStorage({ dataDir: config.dataDir, logger, backend: s3 });
 
     // Users, roles and teams, held in memory for cheap authorization (core/src/auth/identity.ts).
     const identity = new IdentityService(() => db, logger);
@@ -457,6 +459,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         await kernel.stopAll();
         await auditService.stop();
         await eventHub.close();
+        storage.backend.close?.();
         await database!.close();
         redis?.disconnect();
         lock.release();

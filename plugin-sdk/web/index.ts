@@ -6,6 +6,8 @@
 import { defineAsyncComponent } from 'vue';
 export { defineUiPlugin, isUiPlugin } from './define.ts';
 export type { ComponentLoader, UiPlugin, UiPluginContext, UiPluginDefinition } from './define.ts';
+export { AipContribution, setContributionHost, useContributedTabs, useContribution } from './embed.ts';
+export type { ContributionHost, EmbeddableContribution } from './embed.ts';
 export { bootInfo, withBase } from './boot.ts';
 export type { BootInfo } from './boot.ts';
 export { ApiError, errorMessagesReady, isApiError, setErrorMessagesLoader } from './errors.ts';

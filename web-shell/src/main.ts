@@ -7,6 +7,7 @@ import App from './App.vue';
 import { i18n } from './i18n.ts';
 import { createShellRouter } from './router.ts';
 import { attachFederation } from './federation.ts';
+import { installContributionHost } from './embed.ts';
 
 const app = createApp(App);
 app.use(createPinia());
@@ -14,5 +15,6 @@ app.use(i18n);
 const router = createShellRouter();
 app.use(router);
 attachFederation(app, router);
+installContributionHost();
 app.config.errorHandler = (error, _instance, info) => console.error(`[aiplat] ${info}:`, error);
 app.mount('#app');

@@ -58,6 +58,21 @@ export interface CoreConfig {
   trustedKeysFile: string | undefined;
   /** Largest plugin package accepted, in MiB (download or upload). */
   packageMaxMiB: number;
+  /** Where blobs live: the data folder's `storage/` (`folder`) or an S3-compatible bucket (`s3`, the s3* settings). */
+  storage: 'folder' | 's3';
+  /** The S3-compatible server's URL; unset: AWS S3. */
+  s3Endpoint: string | undefined;
+  s3Region: string;
+  /** Required when `storage` is `s3`. */
+  s3Bucket: string | undefined;
+  /** Prepended to every object name (a "/" is added when it does not end with one). */
+  s3Prefix: string | undefined;
+  /** With s3SecretAccessKey; both unset: the AWS SDK's default credentials (AWS_* variables, instance role). */
+  s3AccessKeyId: string | undefined;
+  /** A secret: hidden in configuration errors and redacted from logs. */
+  s3SecretAccessKey: string | undefined;
+  /** Path-style URLs (http://host/bucket/key); unset: true when s3Endpoint is set, else false. */
+  s3ForcePathStyle: boolean | undefined;
 }
 
 /** One entry per setting: the environment variable, the key in the optional config file, and its schema. */
@@ -99,6 +114,14 @@ const settings = {
   registries: { env: 'AIPLAT_REGISTRIES', schema: { type: 'array', items: { type: 'string', minLength: 1 } }, default: [] },
   trustedKeysFile: { env: 'AIPLAT_TRUSTED_KEYS', schema: { type: 'string', minLength: 1 }, default: undefined },
   packageMaxMiB: { env: 'AIPLAT_PACKAGE_MAX_MIB', schema: { type: 'integer', minimum: 1, maximum: 65536 }, default: 2048 },
+  storage: { env: 'AIPLAT_STORAGE', schema: { enum: ['folder', 's3'] }, default: 'folder' },
+  s3Endpoint: { env: 'AIPLAT_S3_ENDPOINT', schema: { type: 'string', pattern: '^https?://[^\\s/]+(/[^\\s]*)?$' }, default: undefined },
+  s3Region: { env: 'AIPLAT_S3_REGION', schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' }, default: 'us-east-1' },
+  s3Bucket: { env: 'AIPLAT_S3_BUCKET', schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' }, default: undefined },
+  s3Prefix: { env: 'AIPLAT_S3_PREFIX', schema: { type: 'string', pattern: '^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?$', maxLength: 256 }, default: undefined },
+  s3AccessKeyId: { env: 'AIPLAT_S3_ACCESS_KEY_ID', schema: { type: 'string', minLength: 1 }, default: undefined },
+  s3SecretAccessKey: { env: 'AIPLAT_S3_SECRET_ACCESS_KEY', schema: { type: 'string', minLength: 1 }, default: undefined },
+  s3ForcePathStyle: { env: 'AIPLAT_S3_FORCE_PATH_STYLE', schema: { type: 'boolean' }, default: undefined },
 } as const;
 
 type SettingKey = keyof typeof settings;
@@ -132,6 +155,14 @@ const hints: Partial<Record<SettingKey, string>> = {
   registries: 'registry URLs (http:// or https://) or folders holding a copied registry, separated by ","',
   trustedKeysFile: 'the path of a JSON file listing publisher keys: [{ "keyId": …, "publisher": …, "publicKey": … }] (aiplat-plugin keygen prints one)',
   packageMaxMiB: 'MiB between 1 and 65536',
+  storage: 'folder (the data folder) or s3 (an S3-compatible bucket, AIPLAT_S3_*)',
+  s3Endpoint: 'the URL of an S3-compatible server, such as http://minio.local:9000 (unset: AWS S3)',
+  s3Region: 'a region name such as us-east-1',
+  s3Bucket: 'a bucket name: 3 to 63 lowercase letters, digits, "." and "-", such as aiplat-storage',
+  s3Prefix: 'a key prefix such as aiplat/ (letters, digits, ".", "_", "-", segments separated by "/", no leading "/")',
+  s3AccessKeyId: 'an access key id',
+  s3SecretAccessKey: 'the secret access key of AIPLAT_S3_ACCESS_KEY_ID',
+  s3ForcePathStyle: 'true or false',
 };
 
 export class ConfigError extends Error {
@@ -153,7 +184,7 @@ function fromEnv(key: SettingKey, raw: string): unknown {
 }
 
 function shown(key: SettingKey, value: unknown): string {
-  if (key === 'adminPassword' || key === 'secretKey' || key === 'metricsToken') return '(hidden)';
+  if (key === 'adminPassword' || key === 'secretKey' || key === 'metricsToken' || key === 's3SecretAccessKey') return '(hidden)';
   if (key === 'databaseUrl' || key === 'redisUrl') return JSON.stringify(String(value).replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:••••@'));
   return JSON.stringify(value);
 }
@@ -211,6 +242,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       problems.push(`AIPLAT_QUOTA_TIMEZONE is ${JSON.stringify(values.quotaTimeZone)}: expected ${hints.quotaTimeZone}`);
     }
   }
+  // S3 storage: the bucket is required, and the credentials go in pairs.
+  if (values.storage === 's3' && values.s3Bucket === undefined) {
+    problems.push(`AIPLAT_S3_BUCKET is not set: AIPLAT_STORAGE=s3 needs ${hints.s3Bucket}`);
+  }
+  if ((values.s3AccessKeyId === undefined) !== (values.s3SecretAccessKey === undefined)) {
+    problems.push(
+      `${values.s3AccessKeyId === undefined ? 'AIPLAT_S3_ACCESS_KEY_ID' : 'AIPLAT_S3_SECRET_ACCESS_KEY'} is not set: AIPLAT_S3_ACCESS_KEY_ID and AIPLAT_S3_SECRET_ACCESS_KEY go together (or set neither, for the AWS SDK's default credentials)`,
+    );
+  }
   // Single sign-on: AIPLAT_OIDC_* and the file's `oidc` object, checked together.
   const oidc = readOidcConfig(env, file.oidc, configFile);
   problems.push(...oidc.problems);
@@ -227,6 +267,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     auditHeadFile: values.auditHeadFile ? path.resolve(cwd, values.auditHeadFile as string) : undefined,
     registries: (values.registries as string[]).map((r) => (/^https?:\/\//.test(r) ? r.replace(/\/+$/, '') : path.resolve(cwd, r))),
     trustedKeysFile: values.trustedKeysFile ? path.resolve(cwd, values.trustedKeysFile as string) : undefined,
+    s3Endpoint: (values.s3Endpoint as string | undefined)?.replace(/\/+$/, ''),
     oidc: oidc.config,
   };
 }

@@ -10,6 +10,21 @@ export interface ObjectMeta {
   createdAt: string;
 }
 
+/** Whether a parsed metadata document has the fields of `ObjectMeta` (backends store more beside them). */
+export function isObjectMeta(value: unknown): value is ObjectMeta {
+  const v = value as ObjectMeta | null;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    Number.isSafeInteger(v.size) &&
+    v.size >= 0 &&
+    typeof v.sha256 === 'string' &&
+    /^[0-9a-f]{64}$/.test(v.sha256) &&
+    typeof v.createdAt === 'string' &&
+    (v.contentType === undefined || typeof v.contentType === 'string')
+  );
+}
+
 /** One write as the backend sees it. */
 export interface BackendWrite {
   /**
@@ -38,9 +53,9 @@ export interface BackendListPage {
  * is a validated key inside it. Backends must make an object visible only once complete, with
  * its metadata, and keep nothing of a failed write.
  *
- * Today: the folder backend (`folder-backend.ts`). An S3-compatible one (object metadata on the
- * object, multipart upload aborted on failure) can implement the same interface; callers of
- * `BlobStore` do not change.
+ * Two backends, chosen per install (AIPLAT_STORAGE): the folder backend (`folder-backend.ts`,
+ * the default) and the S3 backend (`s3-backend.ts`: S3-compatible object storage, metadata in a
+ * sidecar object, multipart upload aborted on failure). Callers of `BlobStore` do not change.
  */
 export interface StorageBackend {
   readonly kind: string;
@@ -55,4 +70,6 @@ export interface StorageBackend {
   delete(namespace: string, key: string): Promise<boolean>;
   /** A local file holding the content, or undefined when absent. */
   materialise(namespace: string, key: string): Promise<string | undefined>;
+  /** Release what the backend holds open (the S3 client's connections); none for the folder backend. */
+  close?(): void;
 }

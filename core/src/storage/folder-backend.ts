@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '@aiplat/plugin-sdk';
-import type { BackendListPage, BackendWrite, ObjectMeta, StorageBackend } from './backend.js';
+import { isObjectMeta, type BackendListPage, type BackendWrite, type ObjectMeta, type StorageBackend } from './backend.js';
+import { KeyedMutex } from './keyed-mutex.js';
 import { validateKey } from './keys.js';
 
 /*
@@ -53,26 +54,6 @@ interface StoredMeta extends ObjectMeta {
   key: string;
 }
 
-/** Serialises the short commit steps per key; the streaming itself runs in parallel. */
-class KeyedMutex {
-  private readonly tails = new Map<string, Promise<void>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((resolve) => (release = resolve));
-    const tail = previous.then(() => mine);
-    this.tails.set(key, tail);
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-}
-
 function errno(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | undefined)?.code;
 }
@@ -111,17 +92,7 @@ async function removeFile(file: string): Promise<boolean> {
 }
 
 function isMeta(value: unknown): value is StoredMeta {
-  const v = value as StoredMeta | null;
-  return (
-    typeof v === 'object' &&
-    v !== null &&
-    Number.isSafeInteger(v.size) &&
-    v.size >= 0 &&
-    typeof v.sha256 === 'string' &&
-    /^[0-9a-f]{64}$/.test(v.sha256) &&
-    typeof v.createdAt === 'string' &&
-    (v.contentType === undefined || typeof v.contentType === 'string')
-  );
+  return isObjectMeta(value);
 }
 
 export class FolderBackend implements StorageBackend {

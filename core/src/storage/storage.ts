@@ -19,7 +19,7 @@ export interface Storage extends BlobStore {
 export interface StorageOptions {
   dataDir: string;
   logger: Logger;
-  /** Another backend (tests, S3 later); by default the folder `<dataDir>/storage/`. */
+  /** Another backend (the S3 backend when AIPLAT_STORAGE=s3, tests); by default the folder `<dataDir>/storage/`. */
   backend?: StorageBackend;
 }
 
@@ -132,7 +132,8 @@ class NamespacedStore implements BlobStore {
   }
 
   /**
-   * A local file holding the content. With the folder backend this is the object's own file:
+   * A local file holding the content. With the folder backend this is the object's own file;
+   * with the S3 backend a downloaded copy in `<dataDir>/storage-cache/<sha256>`. Either way
    * callers must only read it, never modify, move or delete it, and must not keep the path past
    * their use (an overwrite replaces the file, a delete removes it).
    */
@@ -167,7 +168,12 @@ class CoreStorage extends NamespacedStore implements Storage {
  */
 export async function createStorage(options: StorageOptions): Promise<Storage> {
   const logger = options.logger.child({ component: 'storage' });
-  const backend = options.backend ?? new FolderBackend(path.join(options.dataDir, 'storage'), logger);
-  await backend.recover();
+  const backend: StorageBackend = options.backend ?? new FolderBackend(path.join(options.dataDir, 'storage'), logger);
+  try {
+    await backend.recover();
+  } catch (error) {
+    backend.close?.();
+    throw error;
+  }
   return new CoreStorage(backend);
 }

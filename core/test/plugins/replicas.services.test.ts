@@ -1,9 +1,11 @@
-// Two core replicas on one PostgreSQL database and one Redis, sharing one storage folder (as a
-// network share would; each has its own data folder otherwise): a plugin installed, upgraded,
-// rolled back and uninstalled through one replica is followed by the other without a restart.
-// Real registry, real packages, real servers; nothing here is a test double.
-// Needs PostgreSQL (TEST_DATABASE_URL) and Redis (TEST_REDIS_URL): the server pass of `npm test`.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+// Two core replicas on one PostgreSQL database and one Redis, each with its own data folder, with
+// S3 storage (moto in server mode: a STAND-IN for S3, core/test/helpers/moto.ts): a plugin
+// installed, upgraded, rolled back and uninstalled through one replica is followed by the other
+// without a restart, the other loading the package from the bucket. Real registry, real packages,
+// real PostgreSQL and Redis. Needs PostgreSQL (TEST_DATABASE_URL) and Redis (TEST_REDIS_URL): the
+// server pass of `npm test`.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +14,7 @@ import { generateKeyPair, publicKeyOf } from '@aiplat/plugin-sdk/package';
 import { startRegistry, type RunningRegistry } from '../../../registry/src/server.js';
 import { hashToken } from '../../../registry/src/publishers.js';
 import { notesPackage, publish } from '../fixtures/packages.js';
+import { startMoto, type Moto } from '../helpers/moto.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const key = generateKeyPair('acme');
@@ -21,6 +24,7 @@ let registry: RunningRegistry;
 let database: { url: string; drop(): Promise<void> };
 let a: TestCore;
 let b: TestCore;
+let moto: Moto | undefined;
 
 async function finished(core: TestCore, operation: { id: string }): Promise<any> {
   for (let i = 0; i < 600; i++) {
@@ -49,15 +53,26 @@ beforeAll(async () => {
   const keysFile = path.join(work, 'trusted.json');
   writeFileSync(keysFile, JSON.stringify([publicKeyOf(key)]));
   database = await createTestDatabase();
-  const shared = path.join(work, 'shared-storage');
-  mkdirSync(shared);
+  moto = await startMoto();
+  const credentials = { accessKeyId: 'AKIAMOTOSTANDIN00002', secretAccessKey: 'moto-stand-in-secret-replicas' };
+  const s3 = new S3Client({ region: 'us-east-1', endpoint: moto.endpoint, forcePathStyle: true, credentials });
+  await s3.send(new CreateBucketCommand({ Bucket: 'aiplat-replicas' }));
+  s3.destroy();
   const dataDir = (name: string) => {
     const dir = path.join(work, name);
     mkdirSync(dir);
-    symlinkSync(shared, path.join(dir, 'storage'), 'dir');
     return dir;
   };
-  const config = { redisUrl: REDIS_URL, registries: [registry.url], trustedKeysFile: keysFile };
+  const config = {
+    redisUrl: REDIS_URL,
+    registries: [registry.url],
+    trustedKeysFile: keysFile,
+    storage: 's3' as const,
+    s3Endpoint: moto.endpoint,
+    s3Bucket: 'aiplat-replicas',
+    s3AccessKeyId: credentials.accessKeyId,
+    s3SecretAccessKey: credentials.secretAccessKey,
+  };
   a = await startTestCore({ database: 'postgres', databaseUrl: database.url, dataDir: dataDir('a'), config });
   b = await startTestCore({ database: 'postgres', databaseUrl: database.url, dataDir: dataDir('b'), config });
 });
@@ -66,6 +81,7 @@ afterAll(async () => {
   await b?.stop({ keep: true });
   await a?.stop({ keep: true });
   await registry?.close();
+  await moto?.stop();
   await database?.drop();
   rmSync(work, { recursive: true, force: true });
 });
@@ -75,6 +91,9 @@ describe('plugin packages across replicas', () => {
     const op = await finished(a, (await a.client.post('/api/v1/plugins/install', { id: 'notes', version: '1.0.0' })).body.operation);
     expect(op.state, JSON.stringify(op)).toBe('succeeded');
     await eventually(async () => (await b.client.get('/api/plugins/notes/items')).status === 200, 'the install');
+    // b had nothing of it: it took the package from the bucket.
+    expect(existsSync(path.join(b.dataDir, 'installed', 'notes', '1.0.0', 'aiplat-plugin.json'))).toBe(true);
+    expect(existsSync(path.join(b.dataDir, 'storage'))).toBe(false);
     expect((await b.client.get('/api/plugins/notes/items')).body.version).toBe('1.0.0');
     expect((await b.client.post('/api/plugins/notes/items', { text: 'written through b' })).status).toBe(200);
   });

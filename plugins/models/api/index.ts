@@ -1,0 +1,152 @@
+/**
+ * The contract of the models plugin: what other plugins import (`@aiplat-plugins/models/api`)
+ * instead of the plugin itself.
+ *
+ * - Hooks: `models.versionRegistered` (after a version commits) and `models.stageChanged` (after a
+ *   stage change commits). Both are series hooks; a tap that throws is logged and ignored.
+ * - Service `models.service` ({@link modelsService}): register a version from files on the server,
+ *   record evaluation or speed metrics, read a version. Depend on `models` in your manifest
+ *   (`dependencies` or `optionalDependencies`) to use it.
+ *
+ * ```ts
+ * import { modelsService } from '@aiplat-plugins/models/api';
+ * await ctx.plugin.service(modelsService).recordMetrics(versionId, { evaluation: { mmlu: 0.61 }, recordedBy: 'evaluation' });
+ * ```
+ */
+import { createServiceRef, defineSeriesHook, type Knex } from '@aiplat/plugin-sdk';
+
+/** The stages of a version. */
+export type ModelStage = 'draft' | 'staging' | 'production' | 'archived';
+export const MODEL_STAGES: readonly ModelStage[] = ['draft', 'staging', 'production', 'archived'];
+
+/** Where a version comes from. */
+export type VersionSourceKind = 'upload' | 'training' | 'optimisation' | 'import';
+export interface VersionSource {
+  kind: VersionSourceKind;
+  /**
+   * What it comes from: for `training` the training run's id, for `optimisation` the id of the
+   * model version it was optimised from, for `import` the server folder, for `upload` nothing.
+   */
+  ref?: string | null;
+}
+
+/** A model, as the API answers it. */
+export interface Model {
+  id: string;
+  name: string;
+  description: string;
+  team: string;
+  createdBy: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** One file of a version. */
+export interface VersionFile {
+  path: string;
+  size: number;
+  sha256: string;
+  /** `safetensors`, `gguf`, `pytorch`, `onnx`, `tokenizer`, `config`, `other`, … */
+  kind: string;
+}
+
+/** The metadata read from a version's files (a summary of `inspectModelFolder`'s answer). */
+export interface VersionMetadata {
+  format: string;
+  formats: string[];
+  architecture: string | null;
+  modelType: string | null;
+  parameters: number | null;
+  parametersSource: string | null;
+  dtype: string | null;
+  dtypes: Record<string, { tensors: number; parameters: number; bytes: number }>;
+  torchDtype: string | null;
+  quantisation: { method: string; bits: number | null; name: string | null; source: string } | null;
+  contextLength: number | null;
+  hiddenSize: number | null;
+  layers: number | null;
+  attentionHeads: number | null;
+  keyValueHeads: number | null;
+  vocabSize: number | null;
+  sizes: { totalBytes: number; weightBytes: number; byKind: Record<string, number> };
+  tokenizer: unknown;
+  generationConfig: unknown;
+  config: unknown;
+  warnings: string[];
+}
+
+/** The latest value of each metric of a version. */
+export interface VersionMetrics {
+  evaluation: Record<string, { value: number; recordedBy: string; at: string }>;
+  speed: Record<string, { value: number; recordedBy: string; at: string }>;
+}
+
+/** A version, as the API answers it. */
+export interface ModelVersion {
+  id: string;
+  modelId: string;
+  /** 1, 2, 3, … per model. */
+  number: number;
+  stage: ModelStage;
+  source: VersionSource;
+  metadata: VersionMetadata;
+  totalSize: number;
+  createdBy: string | null;
+  createdAt: string;
+  files: VersionFile[];
+  metrics: VersionMetrics;
+}
+
+/** `models.versionRegistered`: called after a version has committed. */
+export interface VersionRegisteredEvent {
+  model: Model;
+  version: ModelVersion;
+}
+/** `models.stageChanged`: called after a stage change has committed (also for the version moved out of production). */
+export interface StageChangedEvent {
+  model: Model;
+  version: ModelVersion;
+  from: ModelStage;
+  to: ModelStage;
+  /** The user id who asked, or `models` when the change followed another version's promotion. */
+  by: string;
+}
+
+export const modelsHooks = {
+  versionRegistered: defineSeriesHook<[VersionRegisteredEvent]>('models.versionRegistered'),
+  stageChanged: defineSeriesHook<[StageChangedEvent]>('models.stageChanged'),
+};
+
+/** What {@link ModelsService.registerVersion} takes. */
+export interface RegisterVersionInput {
+  /** The model's id. */
+  model: string;
+  /**
+   * The files: a model folder on this server (inspected like an import: `config.json` needed, or a
+   * `.gguf` file), or a list of files on this server with the paths they get in the version. Another
+   * plugin's storage keys cannot be read by models (storage namespaces are private): `materialise`
+   * them and pass the paths.
+   */
+  files: { folder: string } | { files: { path: string; file: string }[] };
+  source: VersionSource;
+  /** Who registers it (a user id or a plugin id), stored as `createdBy`. */
+  createdBy?: string;
+}
+
+export interface RecordMetricsInput {
+  evaluation?: Record<string, number>;
+  speed?: Record<string, number>;
+  /** The plugin (or user) that measured them. */
+  recordedBy: string;
+}
+
+export interface ModelsService {
+  /** Copy the files into storage and register the version (stage `draft`); resolves once it has committed and `versionRegistered` has run. */
+  registerVersion(input: RegisterVersionInput): Promise<ModelVersion>;
+  /** Record metrics of a version (a metric recorded again replaces the earlier value). `db`: the caller's transaction, to commit with it. */
+  recordMetrics(versionId: string, metrics: RecordMetricsInput, options?: { db?: Knex }): Promise<VersionMetrics>;
+  /** A version with its files and metrics, or `undefined`. */
+  get(versionId: string, options?: { db?: Knex }): Promise<ModelVersion | undefined>;
+}
+
+export const modelsService = createServiceRef<ModelsService>({ id: 'models.service' });
