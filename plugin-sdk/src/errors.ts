@@ -30,6 +30,7 @@ export const errorCatalog = {
   registry_unreachable: { status: 502, message: 'The plugin registry could not be reached.' },
   version_not_found: { status: 404, message: 'No published version matches.' },
   secret_key_missing: { status: 409, message: 'Secret settings cannot be stored until the server has AIPLAT_SECRET_KEY set.' },
+  unprocessable: { status: 422, message: 'The request is well formed, but what it points at cannot be used (a file that is not what it should be).' },
   unschedulable: { status: 422, message: 'The workload can never be scheduled as it is.' },
   node_unreachable: { status: 422, message: 'The node could not be reached.' },
   payload_too_large: { status: 413, message: 'The request body is larger than this route accepts.' },

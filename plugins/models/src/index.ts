@@ -120,7 +120,7 @@ async function importFolder(plugin: PluginContext, given: string): Promise<strin
 
 /** 422 with the metadata reader's message: the folder is not a model we can register. */
 function unprocessable(ctx: Ctx, err: ModelMetadataError) {
-  return reply(422, { error: { code: 'model_unreadable', message: err.message, details: { file: err.file }, requestId: ctx.requestId } });
+  return reply(422, { error: { code: 'unprocessable', message: err.message, details: { file: err.file }, requestId: ctx.requestId } });
 }
 
 function registerService(plugin: PluginContext): ModelsService {

@@ -146,6 +146,7 @@ describe('models plugin', () => {
     const before = (await core.client.get(`${API}/models/${model.id}/versions`)).body.items.length;
     const res = await upload(model.id, [{ name: 'notes.txt', content: new TextEncoder().encode('hello') }]);
     expect(res.status).toBe(422);
+    expect(res.body.error.code).toBe('unprocessable');
     expect(res.body.error.message).toMatch(/has no config\.json/);
     expect(res.body.error.message).not.toMatch(/aiplat-models-upload/);
     const bad = await upload(model.id, [{ name: 'evil.json', path: '../evil.json', content: new TextEncoder().encode('{}') }]);
@@ -263,6 +264,7 @@ describe('models plugin', () => {
 
     const noConfig = await imp({ path: path.join(roots, 'no-config') });
     expect(noConfig.status).toBe(422);
+    expect(noConfig.body.error.code).toBe('unprocessable');
     expect(noConfig.body.error.message).toBe(`${path.join(roots, 'no-config')} has no config.json: a Hugging Face model folder needs one (or give a .gguf file)`);
 
     expect((await imp({ path: llama, extra: 1 })).status).toBe(400);
