@@ -24,7 +24,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import Docker from 'dockerode';
 import { startTestCore } from '@aiplat/testing';
-import { REPO_ROOT, fmt, machine, table, writeResult } from './lib.js';
+import { fmt, machine, percentile, REPO_ROOT, table, writeResult } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -45,9 +45,6 @@ const GOAL = 1.3;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 function summary(values: number[]) {
   const s = [...values].sort((a, b) => a - b);

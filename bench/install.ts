@@ -20,7 +20,7 @@ import { startTestCore } from '@aiplat/testing';
 import { generateKeyPair, publicKeyOf } from '@aiplat/plugin-sdk/package';
 import { startRegistry } from '../registry/src/server.js';
 import { hashToken } from '../registry/src/publishers.js';
-import { REPO_ROOT, fmt, machine, table, writeResult } from './lib.js';
+import { REPO_ROOT, fmt, machine, percentile, table, writeResult } from './lib.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, help: { type: 'boolean', short: 'h', default: false } } });
 if (values.help) {
@@ -77,7 +77,7 @@ try {
 }
 
 const sorted = [...times].sort((a, b) => a - b);
-const p50 = sorted[Math.floor(sorted.length / 2)]!;
+const p50 = percentile(sorted, 50);
 const max = sorted.at(-1)!;
 const m = machine();
 console.log(table([

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { generateKeyPair, packFolder, writeSignature, type KeyPair } from '@aiplat/plugin-sdk/package';
 import { addPublisher } from '../registry/src/publishers.js';
-import { cleanEnv, fmt, freePort, machine, makeTempDataDir, removeDir, spawnNode, stopGracefully, table, waitFor200, writeResult } from './lib.js';
+import { cleanEnv, fmt, freePort, machine, makeTempDataDir, percentile, removeDir, spawnNode, stopGracefully, table, waitFor200, writeResult } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -146,10 +146,6 @@ function request(agent: http.Agent, base: string, pathAndQuery: string, init: { 
   });
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 interface Query {
   kind: string;

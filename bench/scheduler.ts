@@ -38,7 +38,7 @@ import { KernelHooks } from '../core/src/kernel/hooks.js';
 import { simulatedProvider } from '../core/src/scheduler/devices/simulated.js';
 import { syncNodes } from '../core/src/scheduler/ledger.js';
 import { Scheduler } from '../core/src/scheduler/scheduler.js';
-import { fmt, machine, median, table, writeResult } from './lib.js';
+import { fmt, machine, median, percentile, table, writeResult } from './lib.js';
 
 process.env.TEST_DATABASE_URL ??= 'postgres://postgres@127.0.0.1:5432/postgres';
 // The latency cores run without Redis (startTestCore would take TEST_REDIS_URL on PostgreSQL).
@@ -258,9 +258,6 @@ async function placementBench() {
 // -------------------------------------------------------------------------------------------------
 // b) submit → running latency
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 async function latencyBench(database: 'embedded' | 'postgres') {
   const core: TestCore = await startTestCore({

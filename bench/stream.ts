@@ -32,27 +32,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import WebSocket from 'ws';
-import {
-  ADMIN_PASSWORD,
-  REPO_ROOT,
-  cleanEnv,
-  coreEnv,
-  fmt,
-  freePort,
-  machine,
-  makeTempDataDir,
-  median,
-  numberOption,
-  processCpuSeconds,
-  removeDir,
-  spawnNode,
-  stopGracefully,
-  systemBusySeconds,
-  table,
-  waitFor200,
-  writeResult,
-  type NodeChild,
-} from './lib.js';
+import { ADMIN_PASSWORD, cleanEnv, coreEnv, fmt, freePort, machine, makeTempDataDir, median, numberOption, percentile, processCpuSeconds, removeDir, REPO_ROOT, spawnNode, stopGracefully, systemBusySeconds, table, type NodeChild, waitFor200, writeResult } from './lib.js';
 
 const GOAL_RATIO = 0.6;
 const GOAL_P99_ONE_MS = 50;
@@ -309,9 +289,6 @@ interface Latency {
   serverCpuPercent?: number;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
 
 async function latency(target: Target, options: Options): Promise<Latency> {
   const { fleet } = target;

@@ -7,13 +7,19 @@ import { AiplatError, definePlugin, json, type Knex, type RouteContext } from '@
 import { DEFAULT_DEPTH, lineageService, MAX_DEPTH, MAX_NODES, type LineageEdgeInput, type LineageNode, type LineageService } from '../api/index.js';
 import { describeKind, EDGES, forgetNode, graph, KIND_PATTERN, NODES, nodeInfo, recordEdges, RELATION_PATTERN, removeEdge, type Direction, type Visibility } from './store.js';
 
+/** `kind` and `id`: what names a node everywhere (bodies, queries). */
+const nodeRef = {
+  kind: { type: 'string', pattern: KIND_PATTERN },
+  id: { type: 'string', minLength: 1, maxLength: 200 },
+} as const;
+const nodeRefSchema = { type: 'object', required: ['kind', 'id'], additionalProperties: false, properties: nodeRef } as const;
+
 const nodeSchema = {
   type: 'object',
   required: ['kind', 'id'],
   additionalProperties: false,
   properties: {
-    kind: { type: 'string', pattern: KIND_PATTERN },
-    id: { type: 'string', minLength: 1, maxLength: 200 },
+    ...nodeRef,
     label: { type: 'string', maxLength: 200 },
     team: { type: ['string', 'null'], minLength: 1 },
   },
@@ -36,8 +42,8 @@ const deleteBodySchema = {
   required: ['from', 'to', 'relation'],
   additionalProperties: false,
   properties: {
-    from: { type: 'object', required: ['kind', 'id'], additionalProperties: false, properties: { kind: nodeSchema.properties.kind, id: nodeSchema.properties.id } },
-    to: { type: 'object', required: ['kind', 'id'], additionalProperties: false, properties: { kind: nodeSchema.properties.kind, id: nodeSchema.properties.id } },
+    from: nodeRefSchema,
+    to: nodeRefSchema,
     relation: { type: 'string', pattern: RELATION_PATTERN },
   },
 } as const;
@@ -47,8 +53,7 @@ const graphQuerySchema = {
   required: ['kind', 'id'],
   additionalProperties: false,
   properties: {
-    kind: { type: 'string', pattern: KIND_PATTERN },
-    id: { type: 'string', minLength: 1, maxLength: 200 },
+    ...nodeRef,
     direction: { enum: ['up', 'down', 'both'], default: 'both' },
     depth: { type: 'integer', minimum: 1, maximum: MAX_DEPTH, default: DEFAULT_DEPTH },
     limit: { type: 'integer', minimum: 1, maximum: MAX_NODES, default: MAX_NODES },

@@ -75,6 +75,11 @@ const CARD_LIMIT = 1024 * 1024;
 
 type Ctx = RouteContext<any, any, any>;
 
+/** A model's versions, newest first. */
+async function versionsOf(db: Knex, modelId: string): Promise<VersionRow[]> {
+  return (await db(T.versions).where({ model_id: modelId }).orderBy('number', 'desc')) as VersionRow[];
+}
+
 async function modelOr404(ctx: Ctx, id: string, permission = 'models:read'): Promise<ModelRow> {
   const row = (await scoped(ctx, T.models, permission).where({ id }).first()) as ModelRow | undefined;
   if (!row) throw new AiplatError('not_found', `No model ${id}`, { id });
@@ -245,7 +250,7 @@ export default definePlugin<ModelsConfig>({
       params: idParams,
       handler: async (ctx) => {
         const row = await modelOr404(ctx, ctx.params.id);
-        const versions = (await ctx.db(T.versions).where({ model_id: row.id }).orderBy('number', 'desc')) as VersionRow[];
+        const versions = await versionsOf(ctx.db, row.id);
         return { ...toModel(row), card: row.card, versions: versions.map(versionSummary) };
       },
     });
@@ -335,7 +340,7 @@ export default definePlugin<ModelsConfig>({
       params: idParams,
       handler: async (ctx) => {
         const row = await modelOr404(ctx, ctx.params.id);
-        const versions = (await ctx.db(T.versions).where({ model_id: row.id }).orderBy('number', 'desc')) as VersionRow[];
+        const versions = await versionsOf(ctx.db, row.id);
         return { items: versions.map(versionSummary) };
       },
     });
