@@ -13,4 +13,5 @@ export * from './storage.js';
 export * from './operations.js';
 export * from './teams.js';
 export * from './workloads.js';
+export * from './paths.js';
 export type { Knex } from 'knex';

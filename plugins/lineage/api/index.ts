@@ -26,7 +26,7 @@
  * );
  * ```
  */
-import { createServiceRef, type Knex } from '@aiplat/plugin-sdk';
+import { createServiceRef, type Knex, type ServiceRef } from '@aiplat/plugin-sdk';
 
 /** One node of the graph. `label` and `team` are remembered for the node (the latest given wins). */
 export interface LineageNode {
@@ -124,3 +124,15 @@ export interface LineageService {
 }
 
 export const lineageService = createServiceRef<LineageService>({ id: 'lineage.service' });
+
+/**
+ * The lineage service when the lineage plugin is installed and enabled, else undefined: for plugins
+ * that list `lineage` in `optionalDependencies` and record lineage only when it is there.
+ */
+export function lineageOf(plugin: { service<T>(ref: ServiceRef<T>): T }): LineageService | undefined {
+  try {
+    return plugin.service(lineageService);
+  } catch {
+    return undefined;
+  }
+}

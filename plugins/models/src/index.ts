@@ -5,7 +5,7 @@
  * See README.md for the API, the stages and the contract for other plugins.
  */
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, realpath, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import tar from 'tar-stream';
 import {
   AiplatError,
+  checkRelativePath,
   coreServices,
   definePlugin,
   json,
@@ -21,6 +22,7 @@ import {
   ownership,
   raw,
   reply,
+  resolveUnderRoots,
   scoped,
   type Knex,
   type PluginContext,
@@ -30,7 +32,6 @@ import { modelsHooks, modelsService, type ModelStage, type ModelVersion, type Mo
 import { ModelMetadataError, inspectModelFolder, type ModelFolderInfo } from './metadata/index.js';
 import {
   T,
-  checkRelativePath,
   dropUnusedBlobs,
   fileRow,
   fileRows,
@@ -80,6 +81,22 @@ async function versionsOf(db: Knex, modelId: string): Promise<VersionRow[]> {
   return (await db(T.versions).where({ model_id: modelId }).orderBy('number', 'desc')) as VersionRow[];
 }
 
+/**
+ * Models with their version count, newest version and production version, for lists: two queries
+ * for the whole page.
+ */
+async function withVersionSummary(db: Knex, rows: ModelRow[]) {
+  const ids = rows.map((r) => r.id);
+  const versions = ids.length
+    ? ((await db(T.versions).whereIn('model_id', ids).orderBy('number', 'desc').select('id', 'model_id', 'number', 'stage')) as Pick<VersionRow, 'id' | 'model_id' | 'number' | 'stage'>[])
+    : [];
+  return rows.map((r) => {
+    const own = versions.filter((v) => v.model_id === r.id);
+    const brief = (v: (typeof own)[number] | undefined) => (v ? { id: v.id, number: Number(v.number), stage: v.stage } : null);
+    return { ...toModel(r), versionCount: own.length, latestVersion: brief(own[0]), productionVersion: brief(own.find((v) => v.stage === 'production')) };
+  });
+}
+
 async function modelOr404(ctx: Ctx, id: string, permission = 'models:read'): Promise<ModelRow> {
   const row = (await scoped(ctx, T.models, permission).where({ id }).first()) as ModelRow | undefined;
   if (!row) throw new AiplatError('not_found', `No model ${id}`, { id });
@@ -103,24 +120,8 @@ async function callHook<A>(plugin: PluginContext, hook: Parameters<PluginContext
 }
 
 /** The real folder a request names, refused unless it lies under a configured import root. */
-async function importFolder(plugin: PluginContext, given: string): Promise<string> {
-  const roots = ((plugin.config as unknown as ModelsConfig).importRoots ?? []).filter((r) => r.trim() !== '');
-  if (roots.length === 0) {
-    throw new AiplatError('conflict', 'Imports are turned off: an administrator must list the server folders imports may read in the models plugin setting "importRoots"', {
-      setting: 'importRoots',
-    });
-  }
-  if (!path.isAbsolute(given)) throw new AiplatError('validation_failed', `The path ${JSON.stringify(given)} must be absolute`, { path: given });
-  if (given.split(/[/\\]/).includes('..')) throw new AiplatError('validation_failed', `The path ${JSON.stringify(given)} has a ".." segment: refused`, { path: given });
-  const real = await realpath(given).catch(() => undefined);
-  if (real === undefined) throw new AiplatError('not_found', `No folder or file ${given} on the server`, { path: given });
-  for (const root of roots) {
-    const realRoot = await realpath(root).catch(() => undefined);
-    if (!realRoot) continue;
-    const rel = path.relative(realRoot, real);
-    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return real;
-  }
-  throw new AiplatError('forbidden', `${given} is not inside an import root (setting "importRoots" of the models plugin)`, { path: given, roots });
+function importFolder(plugin: PluginContext, given: string): Promise<string> {
+  return resolveUnderRoots(given, (plugin.config as unknown as ModelsConfig).importRoots ?? [], '"importRoots" of the models plugin');
 }
 
 /** 422 with the metadata reader's message: the folder is not a model we can register. */
@@ -215,7 +216,7 @@ export default definePlugin<ModelsConfig>({
         let query = scoped(ctx, T.models, 'models:read');
         if (ctx.query.q) query = query.whereRaw('lower(name) like ?', [`%${String(ctx.query.q).toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`]);
         const rows = (await query.orderBy('name').limit(ctx.query.limit).offset(ctx.query.offset)) as ModelRow[];
-        return { items: rows.map(toModel) };
+        return { items: await withVersionSummary(ctx.db, rows) };
       },
     });
 
@@ -641,7 +642,7 @@ export default definePlugin<ModelsConfig>({
   },
 
   start(ctx) {
-    lineageOf(ctx as unknown as PluginContext)?.describeKind?.('models.version', { route: '/models/versions/{id}' });
+    lineageOf(ctx)?.describeKind('models.version', { route: '/models/versions/{id}' });
   },
 
   // Settings are read per request: nothing to restart.

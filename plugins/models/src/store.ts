@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { AiplatError, coreServices, createServiceRef, type BlobStore, type Knex, type PluginContext } from '@aiplat/plugin-sdk';
+import { AiplatError, checkRelativePath, coreServices, type BlobStore, type Knex, type PluginContext } from '@aiplat/plugin-sdk';
 import type {
   Model,
   ModelStage,
@@ -19,6 +19,7 @@ import type {
   VersionSource,
 } from '../api/index.js';
 import { classifyModelFile, inspectModelFolder, ModelMetadataError, type ModelFolderInfo } from './metadata/index.js';
+import { lineageOf } from '@aiplat-plugins/lineage/api';
 
 export const T = {
   models: 'p_models_models',
@@ -28,28 +29,8 @@ export const T = {
   history: 'p_models_stage_history',
 } as const;
 
-/** A lineage service ref with the lineage plugin's id (refs match by id): no import of the lineage plugin, so its absence is harmless. */
-interface LineageNodeRef {
-  kind: string;
-  id: string;
-  label?: string;
-  team?: string | null;
-  route?: string | null;
-}
-interface LineageLike {
-  record(edge: { from: LineageNodeRef; to: LineageNodeRef; relation: string; details?: Record<string, unknown> }, options?: { db?: Knex; createdBy?: string }): Promise<void>;
-  describeKind?(kind: string, info: { route?: string }): void;
-}
-export const lineageRef = createServiceRef<LineageLike>({ id: 'lineage.service' });
-
-/** The lineage service when the lineage plugin is installed and enabled, else undefined. */
-export function lineageOf(plugin: PluginContext): LineageLike | undefined {
-  try {
-    return plugin.service(lineageRef);
-  } catch {
-    return undefined;
-  }
-}
+/** The lineage service when the lineage plugin is enabled (lineage is an optional dependency). */
+export { lineageOf };
 
 export interface ModelRow {
   id: string;
@@ -284,19 +265,6 @@ export function folderFiles(info: ModelFolderInfo): LocalFile[] {
 }
 
 /** A version's relative file path: `/`-separated plain segments. */
-export function checkRelativePath(p: string): string {
-  const segments = p.split('/');
-  const bad =
-    p.length === 0 ||
-    p.length > 1024 ||
-    p.includes('\\') ||
-    p.includes('\0') ||
-    p.startsWith('/') ||
-    segments.some((s) => s === '' || s === '.' || s === '..' || s.length > 255);
-  if (bad) throw new AiplatError('validation_failed', `The file path ${JSON.stringify(p)} is not a plain relative path (no "..", no leading "/", no empty segment)`, { path: p });
-  return p;
-}
-
 /** Files named explicitly (the service's `files` form), checked and classified. */
 export async function listedFiles(files: { path: string; file: string }[]): Promise<LocalFile[]> {
   const out: LocalFile[] = [];

@@ -202,6 +202,13 @@ describe('models plugin', () => {
     expect(promoted.status).toBe(200);
     expect(promoted.body.archived).toEqual([v1]);
     expect((await core.client.get(`${API}/versions/${v1}`)).body.stage).toBe('archived');
+    // The list tells each model's version count, newest version and production version.
+    const listed = (await core.client.get(`${API}/models`)).body.items as { id: string; versionCount: number; latestVersion: { id: string }; productionVersion: { id: string; stage: string } | null }[];
+    const mine = listed.find((m) => m.id === model.id)!;
+    const versionIds = ((await core.client.get(`${API}/models/${model.id}`)).body.versions as { id: string }[]).map((v) => v.id);
+    expect(mine.versionCount).toBe(versionIds.length);
+    expect(mine.latestVersion.id).toBe(versionIds[0]);
+    expect(mine.productionVersion).toEqual({ id: v2, number: expect.any(Number), stage: 'production' });
     expect((await core.client.post(`${API}/versions/${v1}/stage`, { to: 'production' })).status).toBe(409); // archived → staging only
     expect((await core.client.post(`${API}/versions/${v1}/stage`, { to: 'bogus' })).status).toBe(400);
 
