@@ -10,9 +10,13 @@ export { AipContribution, setContributionHost, useContributedTabs, useContributi
 export type { ContributionHost, EmbeddableContribution } from './embed.ts';
 export { bootInfo, withBase } from './boot.ts';
 export type { BootInfo } from './boot.ts';
-export { ApiError, errorMessagesReady, isApiError, setErrorMessagesLoader } from './errors.ts';
-export { coreApi, createApiClient, pluginApi } from './api.ts';
-export type { ApiClient, Page, Query, RequestOptions } from './api.ts';
+export { ApiError, apiErrorFromText, apiErrorOf, errorMessagesReady, isApiError, setErrorMessagesLoader } from './errors.ts';
+export { coreApi, createApiClient, pluginApi, saveBlob } from './api.ts';
+export type { ApiClient, FetchInit, Page, Query, RequestOptions } from './api.ts';
+export { useOperation } from './operations.ts';
+export type { Operation, OperationStarted, OperationState, UseOperationOptions } from './operations.ts';
+export { createFormat, useFormat } from './format.ts';
+export type { DateInput, Formatter } from './format.ts';
 export { session } from './session.ts';
 export type { SessionUser } from './session.ts';
 export { stream } from './stream.ts';
@@ -28,6 +32,8 @@ export { default as AipStatusTag } from './components/AipStatusTag.vue';
 export { default as AipEmptyState } from './components/AipEmptyState.vue';
 export const AipConfirmDialog = defineAsyncComponent(() => import('./components/AipConfirmDialog.vue'));
 export const AipChart = defineAsyncComponent(() => import('./components/AipChart.vue'));
+/** Markdown rendered and sanitised (marked + DOMPurify, which load with it). */
+export const AipMarkdown = defineAsyncComponent(() => import('./components/AipMarkdown.vue'));
 export type { EChartsOption } from './components/echarts.ts';
 export type { LocalizedText, WebContribution, WebContributionKind } from '../src/manifest.ts';
 export type { AuditActorType, AuditOutcome, AuditRecord, ChainedAuditRecord } from '../src/audit.ts';

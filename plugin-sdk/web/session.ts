@@ -6,7 +6,7 @@
  */
 import { reactive, readonly } from 'vue';
 import { withBase } from './boot.ts';
-import { ApiError, errorMessagesReady } from './errors.ts';
+import { ApiError, apiErrorOf as parseError, errorMessagesReady } from './errors.ts';
 
 export interface SessionUser {
   id: string;
@@ -73,17 +73,6 @@ function apply(pair: TokenPair): void {
   state.refreshToken = pair.refreshToken;
   state.expiresAt = Date.now() + pair.expiresIn * 1000;
   persist();
-}
-
-async function parseError(res: Response): Promise<ApiError> {
-  await errorMessagesReady();
-  let body: { error?: { code?: string; message?: string; details?: unknown; requestId?: string } } = {};
-  try {
-    body = (await res.json()) as typeof body;
-  } catch {
-    /* not JSON */
-  }
-  return new ApiError(res.status, body.error?.code ?? `http_${res.status}`, body.error?.message ?? res.statusText, body.error?.details, body.error?.requestId);
 }
 
 async function postJson(path: string, payload: unknown, token?: string): Promise<Response> {

@@ -1,20 +1,7 @@
 /** Side-by-side comparison of model versions. */
-import type { ModelVersion } from '../api/index.js';
+import type { ComparedRow, Comparison, ModelVersion } from '../api/index.js';
 
-/** One compared field: its value in each version (in the order asked), and whether they differ. */
-export interface ComparedRow {
-  group: 'metadata' | 'size' | 'evaluation' | 'speed';
-  field: string;
-  values: unknown[];
-  differs: boolean;
-}
-
-export interface Comparison {
-  versions: { id: string; model: string; number: number; stage: string; source: ModelVersion['source'] }[];
-  rows: ComparedRow[];
-  /** How many rows differ. */
-  differences: number;
-}
+export type { ComparedRow, Comparison };
 
 const METADATA_FIELDS = [
   'format',

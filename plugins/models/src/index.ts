@@ -28,7 +28,7 @@ import {
   type PluginContext,
   type RouteContext,
 } from '@aiplat/plugin-sdk';
-import { modelsHooks, modelsService, type ModelStage, type ModelVersion, type ModelsService, type VersionSource } from '../api/index.js';
+import { TRANSITIONS, modelsHooks, modelsService, type ModelStage, type ModelVersion, type ModelsService, type VersionSource } from '../api/index.js';
 import { ModelMetadataError, inspectModelFolder, type ModelFolderInfo } from './metadata/index.js';
 import {
   T,
@@ -57,13 +57,7 @@ export interface ModelsConfig {
   importRoots: string[];
 }
 
-/** Allowed stage changes. Promoting to production moves the model's current production version to archived. */
-export const TRANSITIONS: Record<ModelStage, ModelStage[]> = {
-  draft: ['staging', 'archived'],
-  staging: ['production', 'archived'],
-  production: ['staging', 'archived'],
-  archived: ['staging'],
-};
+export { TRANSITIONS };
 
 /** Most bytes per uploaded file, and files per upload (uploads are for small models; import the big ones). */
 export const UPLOAD_FILE_LIMIT = 2 * 1024 ** 3;

@@ -1,52 +1,11 @@
 /** What datasets' routes answer (plugins/datasets/README.md). */
 
-export const TASK_TYPES = ['instruction', 'chat', 'preference', 'pretraining', 'classification', 'image', 'other'] as const;
-export type TaskType = (typeof TASK_TYPES)[number];
-
-export interface Dataset {
-  id: string;
-  name: string;
-  description: string;
-  team: string;
-  tags: string[];
-  taskType: TaskType;
-  keepVersions: number | null;
-  latestVersion: { id: string; number: number } | null;
-  versionCount: number;
-  /** Bytes of the latest version's files. */
-  totalSize: number;
-  createdBy: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface DatasetVersion {
-  id: string;
-  datasetId: string;
-  number: number;
-  message: string;
-  tags: string[];
-  parent: string | null;
-  source: { kind: 'upload' | 'import'; ref: string | null };
-  fileCount: number;
-  totalSize: number;
-  bytesAdded: number;
-  changes: { added: number; removed: number; changed: number };
-  formats: Record<string, number>;
-  createdBy: string | null;
-  createdAt: string;
-}
+// The shapes the backend's contract package defines.
+export { TASK_TYPES } from '../../api/types.ts';
+export type { Dataset, DatasetVersion, FileKind, TaskType, VersionFile } from '../../api/types.ts';
+import type { Dataset, DatasetVersion, FileKind, VersionFile } from '../../api/types.ts';
 
 export type DatasetWithVersions = Dataset & { versions: DatasetVersion[] };
-
-export type FileKind = 'jsonl' | 'json' | 'csv' | 'parquet' | 'text' | 'image' | 'other';
-
-export interface VersionFile {
-  path: string;
-  size: number;
-  sha256: string;
-  kind: FileKind;
-}
 
 export interface CommitChange {
   path: string;
@@ -107,17 +66,8 @@ export interface ValidationReport {
   errorsTruncated: boolean;
 }
 
-/** A core operation (`GET /api/v1/operations/:id`), as far as this UI reads it. */
-export interface Operation<R = unknown> {
-  id: string;
-  title: string;
-  state: 'running' | 'succeeded' | 'failed' | 'cancelled';
-  progress: number;
-  message: string | null;
-  result: R;
-  error: { code: string; message: string } | null;
-  updatedAt: string;
-}
+/** An operation (an import) as the core's operations API answers it. */
+export type { Operation } from '@aiplat/plugin-sdk/web';
 
 /** What an import's operation results in. */
 export interface ImportResult {

@@ -6,8 +6,7 @@
  */
 import { createSHA256 } from 'hash-wasm';
 import { Upload, type DetailedError } from 'tus-js-client';
-import { session } from '@aiplat/plugin-sdk/web';
-import { errorFromText } from './errors.ts';
+import { apiErrorFromText, session } from '@aiplat/plugin-sdk/web';
 import { apiUrl } from './shared.ts';
 
 const HASH_CHUNK = 8 * 1024 * 1024;
@@ -61,7 +60,7 @@ export function tusUpload(file: Blob, meta: { commit: string; path: string; sha2
       onSuccess: () => resolve(),
       onError: (err) => {
         const res = (err as DetailedError).originalResponse;
-        reject(res ? errorFromText(res.getStatus(), res.getBody()) : err);
+        reject(res ? apiErrorFromText(res.getStatus(), res.getBody()) : err);
       },
     });
     upload.start();

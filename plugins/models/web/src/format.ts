@@ -1,37 +1,19 @@
 /** Formatting that follows the shell's language: sizes, parameter counts, dates, compared values. */
-import { computed } from 'vue';
 import { useI18n } from 'vue-i18n';
-import { session, useLocale } from '@aiplat/plugin-sdk/web';
+import { session, useFormat } from '@aiplat/plugin-sdk/web';
 import type { ModelStage, VersionMetadata, VersionSource } from './types.ts';
-
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
 export function useModelFormat() {
   const { t, te } = useI18n();
-  const locale = useLocale();
-  const dateTime = computed(
-    () => new Intl.DateTimeFormat(locale.value, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }),
-  );
-  const plain = computed(() => new Intl.NumberFormat(locale.value));
-  const compact = computed(() => new Intl.NumberFormat(locale.value, { notation: 'compact', maximumFractionDigits: 1 }));
-  const decimal = computed(() => new Intl.NumberFormat(locale.value, { maximumFractionDigits: 4 }));
-  const oneDecimal = computed(() => new Intl.NumberFormat(locale.value, { maximumFractionDigits: 1 }));
+  // Dates, sizes and plain numbers as the shell shows them (the SDK's useFormat).
+  const format = useFormat();
 
-  function bytes(n: number | null | undefined): string {
-    if (n === null || n === undefined || !Number.isFinite(n)) return '—';
-    let value = n;
-    let unit = 0;
-    while (value >= 1024 && unit < UNITS.length - 1) {
-      value /= 1024;
-      unit++;
-    }
-    return `${unit === 0 ? plain.value.format(value) : oneDecimal.value.format(value)} ${UNITS[unit]}`;
-  }
+  const bytes = format.bytes;
   /** A parameter count, short (`1.6K`, `7B`, `70亿`). */
-  const parameters = (n: number | null | undefined) => (n === null || n === undefined ? '—' : compact.value.format(n));
-  const number = (n: number | null | undefined) => (n === null || n === undefined ? '—' : plain.value.format(n));
-  const metric = (n: number | null | undefined) => (n === null || n === undefined ? '—' : decimal.value.format(n));
-  const date = (iso: string | null | undefined) => (iso ? dateTime.value.format(new Date(iso)) : '—');
+  const parameters = (n: number | null | undefined) => format.number(n, { notation: 'compact', maximumFractionDigits: 1 });
+  const number = (n: number | null | undefined) => format.number(n);
+  const metric = (n: number | null | undefined) => format.number(n, { maximumFractionDigits: 4 });
+  const date = format.dateTime;
   const stage = (s: ModelStage | string) => (te(`models.stage.${s}`) ? t(`models.stage.${s}`) : s);
   const source = (s: VersionSource) => {
     const kind = te(`models.source.${s.kind}`) ? t(`models.source.${s.kind}`) : s.kind;

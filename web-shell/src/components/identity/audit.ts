@@ -2,7 +2,7 @@
  * The audit log API (core/src/audit/routes.ts): rows, filters, the export download (which needs the
  * bearer token, so it is fetched and saved as a Blob, not followed as a link) and chain verification.
  */
-import { ApiError, session, withBase, type AuditActorType, type AuditOutcome, type ChainedAuditRecord, type Query } from '@aiplat/plugin-sdk/web';
+import { coreApi, type AuditActorType, type AuditOutcome, type ChainedAuditRecord, type Query } from '@aiplat/plugin-sdk/web';
 
 export const ACTOR_TYPES = ['user', 'token', 'plugin', 'system', 'anonymous'] as const satisfies readonly AuditActorType[];
 export const OUTCOMES = ['success', 'denied', 'failure', 'error'] as const satisfies readonly AuditOutcome[];
@@ -38,45 +38,7 @@ export function toQuery(filters: AuditFilters): Query {
   return out;
 }
 
-async function errorOf(res: Response): Promise<ApiError> {
-  let body: { error?: { code?: string; message?: string; details?: unknown; requestId?: string } } = {};
-  try {
-    body = (await res.json()) as typeof body;
-  } catch {
-    /* not JSON */
-  }
-  return new ApiError(res.status, body.error?.code ?? `http_${res.status}`, body.error?.message ?? res.statusText, body.error?.details, body.error?.requestId);
-}
-
-/** Download the matching rows as a file (JSON Lines or CSV), with the session's token. */
-export async function downloadAuditExport(format: 'jsonl' | 'csv', filters: AuditFilters): Promise<string> {
-  const params = new URLSearchParams({ format });
-  for (const [key, value] of Object.entries(toQuery(filters))) params.set(key, String(value));
-  const url = `${withBase('/api/v1/audit/export')}?${params}`;
-  const send = async () => {
-    try {
-      return await fetch(url, { headers: { authorization: `Bearer ${await session.accessToken()}` } });
-    } catch (error) {
-      throw new ApiError(0, 'network', (error as Error).message);
-    }
-  };
-  let res = await send();
-  if (res.status === 401) {
-    await session.refresh();
-    res = await send();
-  }
-  if (!res.ok) throw await errorOf(res);
-  const blob = await res.blob();
-  const disposition = res.headers.get('content-disposition') ?? '';
-  const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? `aiplat-audit.${format}`;
-  const href = URL.createObjectURL(blob);
-  const a = document.createElement('a');
-  a.href = href;
-  a.download = name;
-  a.style.display = 'none';
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(href), 30_000);
-  return name;
+/** Download the matching rows as a file (JSON Lines or CSV), with the session's token; resolves with the file's name. */
+export function downloadAuditExport(format: 'jsonl' | 'csv', filters: AuditFilters): Promise<string> {
+  return coreApi.download('/audit/export', undefined, { format, ...toQuery(filters) });
 }

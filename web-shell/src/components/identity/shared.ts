@@ -5,7 +5,7 @@
 import { computed, ref, type Directive, type Ref } from 'vue';
 import type { FormInstance } from 'element-plus';
 import { useI18n } from 'vue-i18n';
-import { coreApi, isApiError, session, useErrorMessage, useLocale, type LocalizedText, type Page } from '@aiplat/plugin-sdk/web';
+import { coreApi, isApiError, session, useErrorMessage, useFormat, useLocale, type LocalizedText, type Page } from '@aiplat/plugin-sdk/web';
 
 // ---- API shapes (core/src/auth/identity-routes.ts) ------------------------------------------
 
@@ -206,36 +206,15 @@ export function usePermissionCatalog() {
 
 // ---- formatting ------------------------------------------------------------------------------
 
-/** Dates and times in the shell's language. */
+/** Dates and times in the shell's language (the SDK's formatting; an empty string for no date). */
 export function useDateFormat() {
-  const locale = useLocale();
-  const dateTime = computed(
-    () => new Intl.DateTimeFormat(locale.value, { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }),
-  );
-  const dateOnly = computed(() => new Intl.DateTimeFormat(locale.value, { year: 'numeric', month: '2-digit', day: '2-digit' }));
-  const relative = computed(() => new Intl.RelativeTimeFormat(locale.value, { numeric: 'auto' }));
+  const format = useFormat();
+  const or = (show: (iso: string) => string) => (iso: string | null | undefined) => (iso ? show(iso) : '');
   return {
-    format: (iso: string | null | undefined) => (iso ? dateTime.value.format(new Date(iso)) : ''),
-    formatDate: (iso: string | null | undefined) => (iso ? dateOnly.value.format(new Date(iso)) : ''),
+    format: or(format.dateTime),
+    formatDate: or(format.date),
     /** "3 days ago", "in 2 months". */
-    fromNow(iso: string | null | undefined): string {
-      if (!iso) return '';
-      const diff = (Date.parse(iso) - Date.now()) / 1000;
-      const abs = Math.abs(diff);
-      const units: [Intl.RelativeTimeFormatUnit, number][] = [
-        ['second', 60],
-        ['minute', 3600],
-        ['hour', 86400],
-        ['day', 86400 * 30],
-        ['month', 86400 * 365],
-      ];
-      let divisor = 1;
-      for (const [unit, limit] of units) {
-        if (abs < limit) return relative.value.format(Math.round(diff / divisor), unit);
-        divisor = limit;
-      }
-      return relative.value.format(Math.round(diff / (86400 * 365)), 'year');
-    },
+    fromNow: or(format.relative),
   };
 }
 

@@ -6,7 +6,7 @@
  * shell's language by code, with the server's own words beside them.
  */
 import { useI18n } from 'vue-i18n';
-import { ApiError, coreApi, isApiError, session, withBase, type LocalizedText } from '@aiplat/plugin-sdk/web';
+import { ApiError, apiErrorFromText, coreApi, createFormat, isApiError, session, withBase, type LocalizedText, type Operation as SdkOperation } from '@aiplat/plugin-sdk/web';
 
 // ---- shapes ----------------------------------------------------------------------------------
 
@@ -146,21 +146,8 @@ export interface AllowlistEntry {
   createdAt: string;
 }
 
-export interface Operation {
-  id: string;
-  kind: string;
-  owner: string;
-  userId: string | null;
-  title: string;
-  state: 'running' | 'succeeded' | 'failed' | 'cancelled';
-  progress: number;
-  message: string | null;
-  result: unknown;
-  error: { code: string; message: string } | null;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt: string | null;
-}
+/** A core operation (`GET /api/v1/operations/:id`): the SDK's type, as its useOperation follows it. */
+export type Operation = SdkOperation;
 
 export type InstalledAction = 'upgrade' | 'rollback' | 'uninstall';
 
@@ -207,10 +194,6 @@ export function uninstallPlugin(id: string, keepData: boolean): Promise<Started>
   return coreApi.post<Started>(`/plugins/${enc(id)}/uninstall`, { keepData });
 }
 
-export function getOperation(id: string): Promise<Operation> {
-  return coreApi.get<Operation>(`/operations/${enc(id)}`);
-}
-
 export async function listAllowlist(): Promise<AllowlistEntry[]> {
   return (await coreApi.get<{ items: AllowlistEntry[] }>('/plugins/unsigned-allowlist')).items;
 }
@@ -247,14 +230,15 @@ export function uploadPackage(file: Blob, options: { onProgress?: (loaded: numbe
       await session.refresh();
       res = await send(await session.accessToken());
     }
-    let body: Partial<Started> & { error?: { code?: string; message?: string; details?: unknown; requestId?: string } } = {};
-    try {
-      body = res.body ? (JSON.parse(res.body) as typeof body) : {};
-    } catch {
-      /* not JSON */
+    if (res.status >= 200 && res.status < 300) {
+      try {
+        const body = JSON.parse(res.body) as Partial<Started>;
+        if (body.operation) return { operation: body.operation };
+      } catch {
+        /* not JSON: an error below */
+      }
     }
-    if (res.status >= 200 && res.status < 300 && body.operation) return { operation: body.operation };
-    throw new ApiError(res.status, body.error?.code ?? `http_${res.status}`, body.error?.message ?? res.statusText, body.error?.details, body.error?.requestId);
+    throw apiErrorFromText(res.status, res.body, res.statusText);
   })();
 }
 
@@ -299,16 +283,9 @@ export function useShownError(): (error: unknown) => ShownError {
 
 // ---- formatting ------------------------------------------------------------------------------
 
-/** Bytes as "1.2 MB" in the given locale. */
+/** Bytes as "1.2 MB" in the given locale (the SDK's formatting). */
 export function formatBytes(bytes: number, locale: string): string {
-  const units = ['B', 'kB', 'MB', 'GB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${new Intl.NumberFormat(locale, { maximumFractionDigits: value < 10 && unit > 0 ? 1 : 0 }).format(value)} ${units[unit]}`;
+  return createFormat(locale).bytes(bytes);
 }
 
 /** A date (no time) in the given locale. */

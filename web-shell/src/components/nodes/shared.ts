@@ -4,7 +4,7 @@
  * shell's language with the server's explanation where it has one (an unreachable host says why).
  */
 import { useI18n } from 'vue-i18n';
-import { ApiError, isApiError, pluginApi, session, useErrorMessage, withBase } from '@aiplat/plugin-sdk/web';
+import { ApiError, apiErrorFromText, createFormat, isApiError, pluginApi, session, useErrorMessage, withBase } from '@aiplat/plugin-sdk/web';
 
 /** A node's name (its id): 1–63 letters, digits, ".", "_" or "-". */
 export const NODE_NAME = /^[A-Za-z0-9._-]{1,63}$/;
@@ -100,14 +100,12 @@ export function importImage(
         xhr.onerror = () => reject(new ApiError(0, 'network', 'The upload failed'));
         xhr.onabort = () => reject(new DOMException('The upload was cancelled', 'AbortError'));
         xhr.onload = () => {
-          let body: { images?: DockerImage[]; error?: { code?: string; message?: string; details?: unknown; requestId?: string } } = {};
+          if (xhr.status < 200 || xhr.status >= 300) return reject(apiErrorFromText(xhr.status, xhr.responseText, xhr.statusText));
           try {
-            body = xhr.responseText ? (JSON.parse(xhr.responseText) as typeof body) : {};
+            resolve({ images: (JSON.parse(xhr.responseText) as { images?: DockerImage[] }).images ?? [] });
           } catch {
-            /* not JSON */
+            resolve({ images: [] });
           }
-          if (xhr.status >= 200 && xhr.status < 300) resolve({ images: body.images ?? [] });
-          else reject(new ApiError(xhr.status, body.error?.code ?? `http_${xhr.status}`, body.error?.message ?? xhr.statusText, body.error?.details, body.error?.requestId));
         };
         options.signal?.addEventListener('abort', () => xhr.abort(), { once: true });
         xhr.send(file);
@@ -115,14 +113,7 @@ export function importImage(
   );
 }
 
-/** Bytes as "1.2 GB" in the given locale (decimal units, as Docker shows them). */
+/** Bytes as "1.2 GB" in the given locale (decimal units, as Docker shows them; the SDK's formatting). */
 export function formatBytes(bytes: number, locale: string): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${new Intl.NumberFormat(locale, { maximumFractionDigits: value < 10 && unit > 0 ? 1 : 0 }).format(value)} ${units[unit]}`;
+  return createFormat(locale).bytes(bytes);
 }

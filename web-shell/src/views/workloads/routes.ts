@@ -7,7 +7,9 @@
 import { defineAsyncComponent, defineComponent, h, type Component } from 'vue';
 import type { RouteRecordRaw } from 'vue-router';
 import { session } from '@aiplat/plugin-sdk/web';
-import ForbiddenResult from '../../components/identity/ForbiddenResult.vue';
+
+// Shown only to someone without the permission: loaded then, not with the dashboard.
+const ForbiddenResult = defineAsyncComponent(() => import('../../components/identity/ForbiddenResult.vue'));
 
 function gated(permission: string, loader: () => Promise<{ default: Component }>): Component {
   const Inner = defineAsyncComponent(loader);
