@@ -14,4 +14,5 @@ export * from './operations.js';
 export * from './teams.js';
 export * from './workloads.js';
 export * from './paths.js';
+export * from './archive.js';
 export type { Knex } from 'knex';

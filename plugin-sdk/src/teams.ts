@@ -46,3 +46,21 @@ export function scoped(ctx: RouteContext<any, any, any>, table: string, permissi
   const teams = (ctx.user?.teams ?? []).filter((team) => ctx.can(permission, team));
   return teams.length > 0 ? query.whereIn(`${table}.team_id`, teams) : query.whereRaw('false');
 }
+
+/**
+ * The row of a team-owned table matching `where` that the caller may see with `permission`, or a
+ * 404 `not_found` with `message` (the same answer whether the row is missing or another team's,
+ * so ids of other teams' objects are not confirmed). `details` go with the error (default: `where`).
+ */
+export async function scopedOr404<T>(
+  ctx: RouteContext<any, any, any>,
+  table: string,
+  permission: string,
+  where: Record<string, unknown>,
+  message: string,
+  details: Record<string, unknown> = where,
+): Promise<T> {
+  const row = (await scoped(ctx, table, permission).where(where).first()) as T | undefined;
+  if (!row) throw new AiplatError('not_found', message, details);
+  return row;
+}

@@ -255,10 +255,12 @@ export class Agent {
       .update({ state: 'starting' })
       .returning('*')) as ReplicaRow[];
     if (claimed.length > 0) {
-      for (const c of claimed) this.launching.add(keyOf(c.workload_id, c.replica, c.epoch));
-      const workloads = (await db('workloads').whereIn('id', [...new Set(claimed.map((c) => c.workload_id))])) as WorkloadRow[];
+      // Reserved at once (no await between the claim and this): a recover() that read the same
+      // rows as 'starting' meanwhile leaves them alone, and one that got there first keeps them.
+      const mine = claimed.filter((c) => this.reserve(keyOf(c.workload_id, c.replica, c.epoch)));
+      const workloads = (await db('workloads').whereIn('id', [...new Set(mine.map((c) => c.workload_id))])) as WorkloadRow[];
       const byId = new Map(workloads.map((w) => [w.id, w]));
-      await Promise.all(claimed.map((replica) => this.launch(byId.get(replica.workload_id)!, replica)));
+      await Promise.all(mine.map((replica) => this.launch(byId.get(replica.workload_id)!, replica, { reserved: true })));
     }
     // Nothing runs here: nothing to stop, time out or probe.
     if (this.live.size === 0) return;
@@ -292,10 +294,21 @@ export class Agent {
     await this.probe();
   }
 
-  /** `redelivered`: the replica may already run (a core died between starting it and recording that). */
-  private async launch(workload: WorkloadRow, replica: ReplicaRow, options: { redelivered?: boolean } = {}): Promise<void> {
-    const key = keyOf(workload.id, replica.replica, replica.epoch);
+  /** Marks a replica as being launched here, unless something here already launches, follows or settles it. */
+  private reserve(key: string): boolean {
+    if (this.live.has(key) || this.launching.has(key) || this.settling.has(key)) return false;
     this.launching.add(key);
+    return true;
+  }
+
+  /**
+   * `redelivered`: the replica may already run (a core died between starting it and recording that).
+   * `reserved`: the caller has reserved the key; otherwise this does, and returns at once when
+   * something here already handles the replica (one launch per replica at a time, never two).
+   */
+  private async launch(workload: WorkloadRow, replica: ReplicaRow, options: { redelivered?: boolean; reserved?: boolean } = {}): Promise<void> {
+    const key = keyOf(workload.id, replica.replica, replica.epoch);
+    if (!options.reserved && !this.reserve(key)) return;
     try {
       await this.launchReplica(workload, replica, key, options);
     } finally {

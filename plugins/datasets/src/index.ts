@@ -8,9 +8,7 @@ import { createReadStream } from 'node:fs';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import {
   AiplatError,
   checkRelativePath,
@@ -22,6 +20,8 @@ import {
   reply,
   resolveUnderRoots,
   scoped,
+  scopedOr404,
+  tarReply,
   type Knex,
   type PluginContext,
   type RouteContext,
@@ -102,17 +102,13 @@ const CONTENT_TYPES: Record<string, string> = {
 const contentTypeOf = (p: string) => CONTENT_TYPES[path.extname(p).slice(1).toLowerCase()] ?? 'application/octet-stream';
 const attachmentName = (name: string) => name.replace(/[^A-Za-z0-9._-]/g, '_');
 
-async function datasetOr404(ctx: Ctx, id: string, permission = 'datasets:read'): Promise<DatasetRow> {
-  const row = (await scoped(ctx, T.datasets, permission).where({ id }).first()) as DatasetRow | undefined;
-  if (!row) throw new AiplatError('not_found', `No dataset ${id}`, { id });
-  return row;
-}
+const datasetOr404 = (ctx: Ctx, id: string, permission = 'datasets:read') => scopedOr404<DatasetRow>(ctx, T.datasets, permission, { id }, `No dataset ${id}`);
 
+/** A version and its dataset, when the caller may see the dataset. */
 async function versionOr404(ctx: Ctx, id: string, permission = 'datasets:read'): Promise<{ version: VersionRow; dataset: DatasetRow }> {
   const version = (await ctx.db(T.versions).where({ id }).first()) as VersionRow | undefined;
-  const dataset = version ? ((await scoped(ctx, T.datasets, permission).where({ id: version.dataset_id }).first()) as DatasetRow | undefined) : undefined;
-  if (!version || !dataset) throw new AiplatError('not_found', `No dataset version ${id}`, { id });
-  return { version, dataset };
+  const dataset = await scopedOr404<DatasetRow>(ctx, T.datasets, permission, { id: version?.dataset_id ?? '' }, `No dataset version ${id}`, { id });
+  return { version: version!, dataset };
 }
 
 async function commitOr404(ctx: Ctx, id: string): Promise<CommitRow> {
@@ -610,22 +606,8 @@ export default definePlugin({
         const files = await versionFiles(ctx.db, version.id);
         const store = storeOf(ctx.plugin);
         const prefix = `${dataset.name}-v${version.number}`;
-        const pack = tar.pack();
-        const out = new PassThrough();
-        pack.pipe(out);
-        void (async () => {
-          try {
-            for (const f of files) {
-              const { stream } = await store.get(blobKey(f.sha256));
-              await pipeline(stream, pack.entry({ name: `${prefix}/${f.path}`, size: f.size, mode: 0o644 }));
-            }
-            pack.finalize();
-          } catch (err) {
-            ctx.plugin.logger.warn({ err, version: version.id }, 'the archive of a dataset version could not be written');
-            out.destroy(err as Error);
-          }
-        })();
-        return reply(200, out, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${attachmentName(prefix)}.tar"` });
+        const entries = files.map((f) => ({ name: `${prefix}/${f.path}`, size: f.size, open: async () => (await store.get(blobKey(f.sha256))).stream }));
+        return tarReply(entries, prefix, (err) => ctx.plugin.logger.warn({ err, version: version.id }, 'the archive of a dataset version could not be written'));
       },
     });
 

@@ -8,10 +8,8 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomUUID } from 'node:crypto';
-import tar from 'tar-stream';
 import {
   AiplatError,
   checkRelativePath,
@@ -24,6 +22,8 @@ import {
   reply,
   resolveUnderRoots,
   scoped,
+  scopedOr404,
+  tarReply,
   type Knex,
   type PluginContext,
   type RouteContext,
@@ -91,17 +91,13 @@ async function withVersionSummary(db: Knex, rows: ModelRow[]) {
   });
 }
 
-async function modelOr404(ctx: Ctx, id: string, permission = 'models:read'): Promise<ModelRow> {
-  const row = (await scoped(ctx, T.models, permission).where({ id }).first()) as ModelRow | undefined;
-  if (!row) throw new AiplatError('not_found', `No model ${id}`, { id });
-  return row;
-}
+const modelOr404 = (ctx: Ctx, id: string, permission = 'models:read') => scopedOr404<ModelRow>(ctx, T.models, permission, { id }, `No model ${id}`);
 
+/** A version and its model, when the caller may see the model. */
 async function versionOr404(ctx: Ctx, id: string, permission = 'models:read'): Promise<{ version: VersionRow; model: ModelRow }> {
   const version = (await ctx.db(T.versions).where({ id }).first()) as VersionRow | undefined;
-  const model = version ? ((await scoped(ctx, T.models, permission).where({ id: version.model_id }).first()) as ModelRow | undefined) : undefined;
-  if (!version || !model) throw new AiplatError('not_found', `No model version ${id}`, { id });
-  return { version, model };
+  const model = await scopedOr404<ModelRow>(ctx, T.models, permission, { id: version?.model_id ?? '' }, `No model version ${id}`, { id });
+  return { version: version!, model };
 }
 
 /** Calls a hook after commit; a tap's throw is logged, not passed on. */
@@ -501,25 +497,9 @@ export default definePlugin<ModelsConfig>({
         const { version, model } = await versionOr404(ctx, ctx.params.id);
         const files = await fileRows(ctx.db, version.id);
         const store = storeOf(ctx.plugin);
-        const pack = tar.pack();
-        const out = new PassThrough();
-        pack.pipe(out);
         const prefix = `${model.name}-v${version.number}`;
-        void (async () => {
-          try {
-            for (const f of files) {
-              const { stream } = await store.get(f.storage_key);
-              const entry = pack.entry({ name: `${prefix}/${f.path}`, size: Number(f.size), mode: 0o644 });
-              await pipeline(stream, entry);
-            }
-            pack.finalize();
-          } catch (err) {
-            ctx.plugin.logger.warn({ err, version: version.id }, 'the archive of a model version could not be written');
-            pack.destroy(err as Error);
-            out.destroy(err as Error);
-          }
-        })();
-        return reply(200, out, { 'content-type': 'application/x-tar', 'content-disposition': `attachment; filename="${prefix.replace(/[^A-Za-z0-9._-]/g, '_')}.tar"` });
+        const entries = files.map((f) => ({ name: `${prefix}/${f.path}`, size: Number(f.size), open: async () => (await store.get(f.storage_key)).stream }));
+        return tarReply(entries, prefix, (err) => ctx.plugin.logger.warn({ err, version: version.id }, 'the archive of a model version could not be written'));
       },
     });
 

@@ -1,7 +1,7 @@
 /** What the models plugin's routes answer: the contract's types (plugins/models/api/types.ts), and what only the UI needs. */
 export { MODEL_STAGES, TRANSITIONS } from '../../api/types.ts';
 export type { ComparedRow, Comparison, Model, ModelListItem, ModelStage, VersionFile, VersionMetadata, VersionMetrics, VersionSource, VersionSourceKind } from '../../api/types.ts';
-import type { Model, ModelStage, VersionFile, VersionMetadata, VersionMetrics, VersionSource } from '../../api/types.ts';
+import type { Model, ModelStage, ModelVersion, VersionFile, VersionMetrics } from '../../api/types.ts';
 
 /** One metric's latest value. */
 export type MetricValue = VersionMetrics['evaluation'][string];
@@ -14,18 +14,8 @@ export const STAGE_TAG: Record<ModelStage, 'info' | 'warning' | 'success' | 'dan
   archived: 'danger',
 };
 
-/** A version as `GET /models/:id` and `GET /models/:id/versions` list it. */
-export interface VersionSummary {
-  id: string;
-  modelId: string;
-  number: number;
-  stage: ModelStage;
-  source: VersionSource;
-  metadata: VersionMetadata;
-  totalSize: number;
-  createdBy: string | null;
-  createdAt: string;
-}
+/** A version as `GET /models/:id` and `GET /models/:id/versions` list it: without its files and metrics. */
+export type VersionSummary = Omit<ModelVersion, 'files' | 'metrics'>;
 
 export interface StageChange {
   from: ModelStage | null;
