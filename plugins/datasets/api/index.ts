@@ -17,7 +17,7 @@
 import { createServiceRef, defineSeriesHook, type Knex } from '@aiplat/plugin-sdk';
 
 export * from './types.js';
-import type { Dataset, DatasetVersion, VersionFile } from './types.js';
+import type { Dataset, DatasetVersion, ValidationReport, VersionFile } from './types.js';
 
 /** `datasets.versionCreated`: called after a version has committed. */
 export interface VersionCreatedEvent {
@@ -39,6 +39,12 @@ export interface DatasetsService {
    * written. For a job's input: the folder is the caller's to delete.
    */
   materialise(versionId: string, folder: string, options?: { signal?: AbortSignal }): Promise<VersionFile[]>;
+  /**
+   * Checks the version's JSONL (and JSON) files against an LLM training format, one report per file
+   * (or only `path`). A file whose format cannot be told (with `auto`) rejects with
+   * `unprocessable`, naming it.
+   */
+  validate(versionId: string, options: { format: 'auto' | 'instruction' | 'chat'; path?: string }): Promise<ValidationReport[]>;
 }
 
 export const datasetsService = createServiceRef<DatasetsService>({ id: 'datasets.service' });

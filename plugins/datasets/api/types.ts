@@ -64,3 +64,24 @@ export interface DatasetVersion {
   createdBy: string | null;
   createdAt: string;
 }
+
+
+/** `GET /versions/:id/preview`: the first rows (or lines) of a file, its columns and row count, or an image's size. */
+export type Preview =
+  | {
+      kind: 'jsonl' | 'csv' | 'parquet'; path: string; columns: { name: string; type: string }[]; rows: Record<string, unknown>[];
+      rowCount: number; rowCountExact: boolean; errors: { line: number; message: string }[];
+    }
+  | { kind: 'text'; path: string; lines: string[]; lineCount: number; rowCountExact: boolean }
+  | { kind: 'image'; path: string; format: string; width: number; height: number; contentUrl: string }
+  | { kind: 'other'; path: string; size: number; message: string };
+
+/** The tabular previews: JSONL, CSV/TSV and Parquet. */
+export type TablePreview = Extract<Preview, { kind: 'jsonl' | 'csv' | 'parquet' }>;
+
+export interface ValidationReport {
+  path: string; format: 'instruction' | 'chat'; detected: boolean; // detected: chosen by `auto`
+  lines: number; valid: number; invalid: number;
+  errors: { line: number; message: string }[]; // at most maxErrors, in line order
+  errorsTruncated: boolean;
+}

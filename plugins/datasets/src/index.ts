@@ -203,6 +203,16 @@ function registerService(plugin: PluginContext): DatasetsService {
       }
       return files;
     },
+    async validate(versionId, options) {
+      const files = (await this.files(versionId)).filter((f) => (options.path ? f.path === options.path : f.kind === 'jsonl' || f.kind === 'json'));
+      if (options.path && files.length === 0) throw new AiplatError('not_found', `The version has no file ${options.path}`, { path: options.path });
+      const reports = [];
+      for (const f of files) {
+        const local = await storeOf(plugin).materialise(blobKey(f.sha256));
+        reports.push(await validateFile(local, { path: f.path, format: options.format }).catch(inspectFailure));
+      }
+      return reports;
+    },
   };
 }
 

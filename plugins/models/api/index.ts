@@ -16,7 +16,7 @@
 import { createServiceRef, defineSeriesHook, type Knex } from '@aiplat/plugin-sdk';
 
 export * from './types.js';
-import type { Model, ModelStage, ModelVersion, VersionMetrics, VersionSource } from './types.js';
+import type { Model, ModelStage, ModelVersion, VersionFile, VersionMetrics, VersionSource } from './types.js';
 
 /** `models.versionRegistered`: called after a version has committed. */
 export interface VersionRegisteredEvent {
@@ -66,8 +66,16 @@ export interface ModelsService {
   registerVersion(input: RegisterVersionInput): Promise<ModelVersion>;
   /** Record metrics of a version (a metric recorded again replaces the earlier value). `db`: the caller's transaction, to commit with it. */
   recordMetrics(versionId: string, metrics: RecordMetricsInput, options?: { db?: Knex }): Promise<VersionMetrics>;
+  /** A model (without its card), or `undefined`. */
+  model(modelId: string, options?: { db?: Knex }): Promise<Model | undefined>;
   /** A version with its files and metrics, or `undefined`. */
   get(versionId: string, options?: { db?: Knex }): Promise<ModelVersion | undefined>;
+  /**
+   * Writes the version's files into `folder` (created if needed) at their paths and answers them:
+   * a Hugging Face-format folder a training or optimisation job can load. The folder is the
+   * caller's to delete. `not_found` when there is no such version.
+   */
+  materialise(versionId: string, folder: string, options?: { signal?: AbortSignal }): Promise<VersionFile[]>;
 }
 
 export const modelsService = createServiceRef<ModelsService>({ id: 'models.service' });

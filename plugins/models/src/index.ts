@@ -152,10 +152,26 @@ function registerService(plugin: PluginContext): ModelsService {
       return version;
     },
     recordMetrics: (versionId, metrics, options) => recordMetrics(options?.db ?? plugin.db, versionId, metrics),
+    async model(modelId, options) {
+      const row = (await (options?.db ?? plugin.db)(T.models).where({ id: modelId }).first()) as ModelRow | undefined;
+      return row ? toModel(row) : undefined;
+    },
     async get(versionId, options) {
       const db = options?.db ?? plugin.db;
       const row = (await db(T.versions).where({ id: versionId }).first()) as VersionRow | undefined;
       return row ? loadVersion(db, row) : undefined;
+    },
+    async materialise(versionId, folder, options) {
+      if (!(await plugin.db(T.versions).where({ id: versionId }).first())) throw new AiplatError('not_found', `No model version ${versionId}`, { id: versionId });
+      const files = await fileRows(plugin.db, versionId);
+      const store = storeOf(plugin);
+      for (const f of files) {
+        options?.signal?.throwIfAborted();
+        const target = path.join(folder, ...checkRelativePath(f.path).split('/'));
+        await mkdir(path.dirname(target), { recursive: true });
+        await pipeline((await store.get(f.storage_key)).stream, createWriteStream(target), { signal: options?.signal });
+      }
+      return files.map((f) => ({ path: f.path, size: Number(f.size), sha256: f.sha256, kind: f.kind }));
     },
   };
 }

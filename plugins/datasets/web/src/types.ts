@@ -2,7 +2,7 @@
 
 // The shapes the backend's contract package defines.
 export { TASK_TYPES } from '../../api/types.ts';
-export type { Dataset, DatasetVersion, FileKind, TaskType, VersionFile } from '../../api/types.ts';
+export type { Dataset, DatasetVersion, FileKind, Preview, TaskType, ValidationReport, VersionFile } from '../../api/types.ts';
 import type { Dataset, DatasetVersion, FileKind, VersionFile } from '../../api/types.ts';
 
 export type DatasetWithVersions = Dataset & { versions: DatasetVersion[] };
@@ -39,32 +39,7 @@ export interface LineError {
   message: string;
 }
 
-export type Preview =
-  | {
-      kind: 'jsonl' | 'csv' | 'parquet';
-      path: string;
-      columns: { name: string; type: string }[];
-      rows: Record<string, unknown>[];
-      rowCount: number;
-      rowCountExact: boolean;
-      errors: LineError[];
-    }
-  | { kind: 'text'; path: string; lines: string[]; lineCount: number; rowCountExact: boolean }
-  | { kind: 'image'; path: string; format: string; width: number; height: number; contentUrl: string }
-  | { kind: 'other'; path: string; size: number; message: string };
-
 export type ValidationFormat = 'auto' | 'instruction' | 'chat';
-
-export interface ValidationReport {
-  path: string;
-  format: 'instruction' | 'chat';
-  detected: boolean;
-  lines: number;
-  valid: number;
-  invalid: number;
-  errors: LineError[];
-  errorsTruncated: boolean;
-}
 
 /** An operation (an import) as the core's operations API answers it. */
 export type { Operation } from '@aiplat/plugin-sdk/web';

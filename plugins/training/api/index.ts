@@ -1,0 +1,107 @@
+/**
+ * The contract of the training plugin: what other plugins import (`@aiplat-plugins/training/api`).
+ *
+ * - Hooks (series; a tap that throws is logged, not passed on): `training.runStarted` (the run's
+ *   workload was submitted), `training.metricLogged` (metric points of rank 0 arrived),
+ *   `training.checkpointSaved`, `training.runFinished` (with the registered model version when
+ *   there is one). Tracking (MLflow) and alert plugins follow runs through them.
+ * - Extension point `training.strategies`: how a distributed strategy launches the worker. The
+ *   training plugin contributes `single`, `ddp` and `fsdp`; `plugins/trainer-deepspeed` adds
+ *   DeepSpeed ZeRO stages.
+ */
+import { defineExtensionPoint, defineSeriesHook } from '@aiplat/plugin-sdk';
+
+export type RunState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type TrainingMethod = 'full' | 'lora' | 'qlora';
+
+/** A training run, as the API answers it. */
+export interface TrainingRun {
+  id: string;
+  name: string;
+  team: string;
+  state: RunState;
+  /** Why it failed or what it waits for, from the scheduler. */
+  reason: string | null;
+  method: TrainingMethod;
+  strategy: string;
+  /** The base model version, or null for a from-scratch architecture. */
+  baseModelVersion: string | null;
+  datasetVersion: string;
+  /** The model the result is registered into, and the version it became. */
+  outputModel: string;
+  resultModelVersion: string | null;
+  /** The current attempt's workload (its logs and metrics are the scheduler's). */
+  workloadId: string | null;
+  attempts: number;
+  /** The request as given (hyper-parameters, resources, strategy options). */
+  spec: Record<string, unknown>;
+  createdBy: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+export interface Checkpoint {
+  step: number;
+  /** The checkpoint's folder on the node that ran the run. */
+  path: string;
+  savedAt: string;
+}
+
+export interface MetricPoint {
+  name: string;
+  step: number;
+  value: number;
+}
+
+export const trainingHooks = {
+  runStarted: defineSeriesHook<[{ run: TrainingRun }]>('training.runStarted'),
+  metricLogged: defineSeriesHook<[{ run: TrainingRun; points: MetricPoint[] }]>('training.metricLogged'),
+  checkpointSaved: defineSeriesHook<[{ run: TrainingRun; checkpoint: Checkpoint }]>('training.checkpointSaved'),
+  runFinished: defineSeriesHook<[{ run: TrainingRun }]>('training.runFinished'),
+};
+
+/** What a strategy turns into: the worker's argv and files written beside the run spec. */
+export interface StrategyLaunch {
+  /** The argv after the Python interpreter, e.g. `['-m', 'torch.distributed.run', '--nproc_per_node', '2', TRAIN_PY, '--spec', SPEC]`. */
+  args: string[];
+  /** Files to write into the run folder (name → content), e.g. `ds_config.json`. */
+  files?: Record<string, string>;
+  /** Merged into the run spec's `strategy` object the worker reads (e.g. `{ deepspeedConfig: '<run folder>/ds_config.json' }`). */
+  spec?: Record<string, unknown>;
+}
+
+export interface StrategyContext {
+  /** The worker's entry script and the run spec file, absolute. */
+  trainPy: string;
+  specFile: string;
+  /** The run's folder, where `files` are written. */
+  runDir: string;
+  /** Processes per node (GPUs per node, or CPU processes when no GPU is asked for). */
+  processesPerNode: number;
+  gpusPerNode: number;
+  /** The request's strategy options (e.g. `{ stage: 2 }`). */
+  options: Record<string, unknown>;
+  /** The hyper-parameters, for strategies that derive their config from them. */
+  hyper: Record<string, unknown>;
+}
+
+/** A distributed strategy, contributed to `training.strategies`. */
+export interface TrainingStrategy {
+  /** `single`, `ddp`, `fsdp`, `deepspeed`… */
+  id: string;
+  title: { en: string; 'zh-CN': string };
+  /** Whether it runs without a GPU (DDP and FSDP do, with gloo). */
+  cpu: boolean;
+  /** JSON Schema of its options in the wizard (e.g. the ZeRO stage). */
+  optionsSchema?: Record<string, unknown>;
+  /** A reason to refuse the request (shown to the user), or undefined. */
+  check?(context: StrategyContext): string | undefined;
+  launch(context: StrategyContext): StrategyLaunch;
+}
+
+export const trainingExtensionPoints = {
+  strategies: defineExtensionPoint<TrainingStrategy>('training.strategies'),
+};
+
+/** The lineage node kind of a run. */
+export const RUN_NODE = 'training.run';
