@@ -1,33 +1,11 @@
-/** What lineage's routes answer (see plugins/lineage/api/index.ts). */
+/** What lineage's routes answer: the contract's shapes (plugins/lineage/api/types.ts) and UI helpers. */
 
-export interface LineageNode {
-  kind: string;
-  id: string;
-  label?: string;
-  team?: string | null;
-  route?: string | null;
-}
+export type { LineageEdge, LineageGraph, LineageNode } from '../../api/types.ts';
+import type { LineageNode } from '../../api/types.ts';
 
 export interface GraphNode extends LineageNode {
   /** Distance from the root: negative upstream, positive downstream. */
   depth: number;
-}
-
-export interface LineageEdge {
-  from: LineageNode;
-  to: LineageNode;
-  relation: string;
-  createdAt: string;
-  createdBy: string;
-  details?: Record<string, unknown>;
-}
-
-/** `GET /graph`. */
-export interface LineageGraph {
-  root: LineageNode;
-  nodes: GraphNode[];
-  edges: LineageEdge[];
-  truncated: boolean;
 }
 
 export type Direction = 'up' | 'down' | 'both';
