@@ -1,6 +1,6 @@
 #!/bin/sh
 # The Python side of the models plugin's real-data tests (plugins/models/test/metadata.test.ts): the
-# training worker's environment (plugins/training/worker/setup.sh: PyTorch CPU build, transformers,
+# training worker's environment (plugins/training/runtime/worker/setup.sh: PyTorch CPU build, transformers,
 # safetensors, ...) plus gguf and numpy. One venv for both, so a fresh machine installs PyTorch once.
 # The test builds a tiny transformer and a small GGUF with it and compares what Python reads with
 # what the TypeScript readers read. Called by that test, not by CI config.
@@ -9,7 +9,7 @@
 set -eu
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-PY="$(sh "$ROOT/plugins/training/worker/setup.sh" | tail -n 1)"
+PY="$(sh "$ROOT/plugins/training/runtime/worker/setup.sh" | tail -n 1)"
 VENV="$(cd "$(dirname "$PY")/.." && pwd)"
 STAMP="$VENV/.aiplat-ml-extras"
 EXTRAS="gguf numpy"

@@ -72,6 +72,9 @@ export function copyPlugin(source: string, parent: string, name = path.basename(
       return !rel.includes('node_modules') && !(rel[0] === 'dist') && !(rel[0] === 'test') && !(rel[0] === 'web' && rel[1] === 'dist') && !rel.includes('.aiplat-dev');
     },
   });
+  // The plugin's own dependencies, where npm put versions that differ from the hoisted ones (an
+  // author's folder has its node_modules too): linked, not copied.
+  if (existsSync(path.join(source, 'node_modules'))) symlinkSync(path.join(source, 'node_modules'), path.join(dest, 'node_modules'), 'dir');
   return dest;
 }
 

@@ -217,9 +217,9 @@ describe('every first-party plugin and example, built and packed with aiplat-plu
 
   it('loads every package, extracted, into a test core that provides only the SDK', async () => {
     core = await startTestCore({ plugins: ids.map((id) => path.join(installed, id)) });
-    for (const id of ids) {
+    for (const id of [...ids].sort((a, b) => Number(b === 'training') - Number(a === 'training'))) {
       const status = core.core.kernel.status(id);
-      expect({ id, state: status?.state, reason: (status as { reason?: string } | undefined)?.reason }).toMatchObject({ id, state: 'enabled' });
+      expect({ id, state: status?.state, reason: (status as { reason?: string } | undefined)?.reason }, JSON.stringify(status)).toMatchObject({ id, state: 'enabled' });
     }
     if (ids.includes('hello') && ids.includes('hello-shout')) {
       // hello-shout's bundled copy of hello's api module taps the hook hello declared.
@@ -227,6 +227,45 @@ describe('every first-party plugin and example, built and packed with aiplat-plu
       expect((await core.client.post('/api/plugins/hello/greetings', { name: 'Ada' })).body).toEqual({ greeting: 'HELLO, ADA', count: 1 });
     }
   });
+
+  it('carries the training worker in runtime/, and the installed training plugin trains with it', async () => {
+    const training = packed.get('plugins/training');
+    if (!training || !core) return;
+    const files = (await readPackage(training.tgz)).files.map((f) => f.path);
+    for (const f of ['runtime/worker/train.py', 'runtime/worker/setup.sh', 'runtime/worker/requirements.txt', 'runtime/worker/aiplat_train/trainer.py', 'runtime/worker/aiplat_train/launch.py', 'runtime/worker/aiplat_train/ds.py']) {
+      expect(files).toContain(f);
+    }
+    // The worker's venv (setup.sh) stays outside the package: the repository's, as a site's would be.
+    const { execFileSync } = await import('node:child_process');
+    const python = execFileSync('sh', [path.join(REPO, 'plugins/training/runtime/worker/setup.sh')], { encoding: 'utf8' }).trim().split('\n').pop()!;
+    process.env.AIPLAT_TRAIN_VENV = path.dirname(path.dirname(python));
+    const { createHash } = await import('node:crypto');
+    const dataset = (await core.client.post('/api/plugins/datasets/datasets', { name: 'packed-corpus', taskType: 'other' })).body;
+    const commit = (await core.client.post(`/api/plugins/datasets/datasets/${dataset.id}/commits`, {})).body.id as string;
+    const text = Array.from({ length: 300 }, (_, i) => `line ${i % 7} of a small corpus`).join('\n');
+    const put = await core.client.request('PUT', `/api/plugins/datasets/commits/${commit}/files/content?path=corpus.txt&sha256=${createHash('sha256').update(text).digest('hex')}`, {
+      raw: Buffer.from(text),
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    expect(put.status, put.text).toBe(200);
+    const version = (await core.client.post(`/api/plugins/datasets/commits/${commit}/finish`, {})).body.id as string;
+    const model = (await core.client.post('/api/plugins/models/models', { name: 'packed-tiny' })).body.id as string;
+    const res = await core.client.post('/api/plugins/training/runs', {
+      name: 'from-the-package',
+      template: { type: 'llama', config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64 } },
+      datasetVersion: version,
+      datasetFormat: 'text',
+      hyper: { maxSteps: 4, batchSize: 4, sequenceLength: 32, evalSplit: 0, checkpointInterval: 0 },
+      output: { model },
+    });
+    expect(res.status, res.text).toBe(201);
+    const workload = (await core.client.get(`/api/v1/workloads/${res.body.workloadId}`)).body;
+    expect(workload.spec.workingDir).toBe(path.join(installed, 'training', 'runtime', 'worker'));
+    await expect
+      .poll(async () => (await core!.client.get(`/api/plugins/training/runs/${res.body.id}`)).body.state, { timeout: 120_000, interval: 500 })
+      .toBe('succeeded');
+    delete process.env.AIPLAT_TRAIN_VENV;
+  }, 180_000);
 
   it('loads them in a core process of its own too (Node imports the bundles natively, no test runner in between)', async () => {
     const dev = await startDevCore({ pluginDirs: ids.map((id) => path.join(installed, id)), dataDir: path.join(work.dir, 'core-data') });

@@ -60,6 +60,11 @@ export interface VersionMetadata {
   generationConfig: unknown;
   config: unknown;
   warnings: string[];
+  /**
+   * Only for a PEFT adapter (a folder with `adapter_config.json`, e.g. a LoRA checkpoint): the
+   * weights are the adapter's, to be applied over a base model; `config` is the base's.
+   */
+  adapter?: { peftType: string | null; baseModel: string | null; r: number | null; alpha: number | null; targetModules: string[]; taskType: string | null };
 }
 
 /** The latest value of each metric of a version. */

@@ -210,6 +210,7 @@ export function summariseMetadata(info: ModelFolderInfo): VersionMetadata {
     generationConfig: info.generationConfig,
     config: info.config,
     warnings: info.warnings,
+    ...(info.adapter ? { adapter: info.adapter } : {}),
   };
 }
 

@@ -40,6 +40,8 @@ export interface StrategyContext {
   /** Processes per node (GPUs per node, or CPU processes when no GPU is asked for). */
   processesPerNode: number;
   gpusPerNode: number;
+  /** Nodes of the run: replicas of one gang-placed workload. */
+  nodes: number;
   /** The request's strategy options (e.g. `{ stage: 2 }`). */
   options: Record<string, unknown>;
   /** The hyper-parameters, for strategies that derive their config from them. */
@@ -58,6 +60,16 @@ export interface TrainingStrategy {
   /** A reason to refuse the request (shown to the user), or undefined. */
   check?(context: StrategyContext): string | undefined;
   launch(context: StrategyContext): StrategyLaunch;
+}
+
+/**
+ * The argv (after the Python interpreter) that starts the worker under torchrun on each node of a
+ * run: the worker's launcher turns the scheduler's gang variables (`WORLD_SIZE` nodes, `RANK`,
+ * `MASTER_ADDR`, `MASTER_PORT`) into torchrun's static rendezvous, or `--standalone` on one node.
+ * Strategies that run one worker process per GPU (DDP, FSDP, DeepSpeed) launch with it.
+ */
+export function torchrunLaunch(c: Pick<StrategyContext, 'trainPy' | 'specFile' | 'processesPerNode'>): string[] {
+  return ['-m', 'aiplat_train.launch', '--nproc-per-node', String(c.processesPerNode), '--', c.trainPy, '--spec', c.specFile];
 }
 
 export const trainingExtensionPoints = {

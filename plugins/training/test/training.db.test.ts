@@ -3,7 +3,7 @@
 // through the API, a tiny Llama trained from scratch by the real Python worker as a scheduler job on
 // the local executor (CPU), the result registered as a model version with its lineage; a run
 // cancelled (SIGTERM → checkpoint) and resumed; bad requests refused with their reason. The worker's
-// venv comes from plugins/training/worker/setup.sh.
+// venv comes from plugins/training/runtime/worker/setup.sh.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -81,7 +81,7 @@ const baseRun = (name: string, hyper: Record<string, unknown> = {}, extra: Recor
 
 describe('training runs', () => {
   beforeAll(async () => {
-    await run('sh', [path.join(repo, 'plugins', 'training', 'worker', 'setup.sh')], { timeout: 600_000 });
+    await run('sh', [path.join(repo, 'plugins', 'training', 'runtime', 'worker', 'setup.sh')], { timeout: 600_000 });
     core = await startTestCore({ plugins: ['datasets', 'models', 'lineage', 'training'].map((p) => path.join(repo, 'plugins', p)) });
     const dataset = (await core.client.post('/api/plugins/datasets/datasets', { name: 'counting', taskType: 'instruction' })).body;
     datasetVersion = await uploadVersion(dataset.id, { 'train.jsonl': corpus(400) });
@@ -141,6 +141,26 @@ describe('training runs', () => {
     expect((await waitRun(id, ['cancelled', 'failed', 'succeeded'])).state).toBe('cancelled');
   }, 240_000);
 
+  it('runs on two nodes as one gang: torchrun’s static rendezvous from the scheduler’s MASTER_ADDR and RANK', async () => {
+    const res = await core.client.post(`${API}/runs`, { ...baseRun('two-nodes', { maxSteps: 12, evalInterval: 0, checkpointInterval: 0 }), strategy: { id: 'ddp' }, resources: { gpusPerNode: 0, nodes: 2, processesPerNode: 1 } });
+    expect(res.status, res.text).toBe(201);
+    const workload = await core.client.get(`/api/v1/workloads/${res.body.workloadId}`);
+    expect(workload.body).toMatchObject({ kind: 'job', spec: { replicas: 2 } });
+    const done = await waitRun(res.body.id, ['succeeded', 'failed', 'cancelled']);
+    expect(done.state, done.reason).toBe('succeeded');
+    const logs = await core.client.get(`/api/v1/workloads/${done.workloadId}/logs?limit=1000`);
+    const items = logs.body.items as { replica: number; text: string }[];
+    const textOf = (replica: number) => items.filter((i) => i.replica === replica).map((i) => i.text).join('');
+    // Each node's launcher joined the same rendezvous, as node 0 and node 1 of 2.
+    expect(textOf(0)).toMatch(/aiplat_train\.launch: .*--nnodes 2 --node_rank 0 --master_addr \S+ --master_port \d+ --rdzv_backend static --nproc_per_node 1/);
+    expect(textOf(1)).toMatch(/--nnodes 2 --node_rank 1 /);
+    expect(textOf(1)).toMatch(/rank 1\/2 on cpu/);
+    // One world of two processes; metrics from global rank 0 only, one point per step.
+    expect(textOf(0)).toContain('"worldSize": 2');
+    expect((await lossSteps(done.workloadId)).map((p) => p.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(done.resultModelVersion).toBeTruthy();
+  }, 240_000);
+
   it('refuses bad requests with their reason, and leaves no run behind', async () => {
     const before = (await core.client.get(`${API}/runs`)).body.items.length;
     const negative = await core.client.post(`${API}/runs`, baseRun('bad-lr', { learningRate: -1 }));
@@ -160,6 +180,10 @@ describe('training runs', () => {
     const tooMany = await core.client.post(`${API}/runs`, { ...baseRun('too-many-gpus'), strategy: { id: 'ddp' }, resources: { gpusPerNode: 64 } });
     expect(tooMany.status, tooMany.text).toBe(422);
     expect(tooMany.body.error.code).toBe('unschedulable');
+
+    const singleOnTwo = await core.client.post(`${API}/runs`, { ...baseRun('single-two-nodes'), resources: { gpusPerNode: 0, nodes: 2 } });
+    expect(singleOnTwo.status).toBe(422);
+    expect(singleOnTwo.body.error.message).toMatch(/single process runs on one node/);
 
     const both = await core.client.post(`${API}/runs`, { ...baseRun('both'), baseModelVersion: 'x' });
     expect(both.status).toBe(400);

@@ -1,7 +1,7 @@
-// Real runs of the training plugin's Python worker (plugins/training/worker): a tiny Llama trained from
+// Real runs of the training plugin's Python worker (plugins/training/runtime/worker): a tiny Llama trained from
 // scratch on a generated corpus, LoRA on top of it, DDP and FSDP with two gloo processes under torchrun,
 // SIGTERM and resume, and the refusals of bad specs. The worker's venv comes from
-// plugins/training/worker/setup.sh (about 40 s the first time with the torch wheel on disk, instant
+// plugins/training/runtime/worker/setup.sh (about 40 s the first time with the torch wheel on disk, instant
 // afterwards). Every run is CPU-only and takes seconds.
 import { spawn, execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../../..');
-const worker = path.join(repo, 'plugins/training/worker');
+const worker = path.join(repo, 'plugins/training/runtime/worker');
 const execFileP = promisify(execFile);
 
 interface Line {

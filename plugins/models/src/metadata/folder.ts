@@ -1,4 +1,4 @@
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { lstat, readFile, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelMetadataError } from './errors.js';
 import { readGenerationConfig, readHfConfig, readTokenizerInfo, TOKENIZER_FILES, type HfConfig, type HfGenerationConfig, type HfTokenizerInfo } from './config.js';
@@ -80,6 +80,23 @@ export interface ModelFolderInfo {
   gguf: GgufInfo[];
   /** Odd but not fatal findings, for the person importing. */
   warnings: string[];
+  /**
+   * A PEFT adapter (LoRA) folder, from its `adapter_config.json`: the weights are the adapter's
+   * only, to be applied over a base model (config.json, where present, is the base's).
+   */
+  adapter?: AdapterInfo | null;
+}
+
+/** What `adapter_config.json` says of a PEFT adapter. */
+export interface AdapterInfo {
+  /** `LORA`, … */
+  peftType: string | null;
+  /** `base_model_name_or_path` as the trainer wrote it (often a local folder). */
+  baseModel: string | null;
+  r: number | null;
+  alpha: number | null;
+  targetModules: string[];
+  taskType: string | null;
 }
 
 /** Options for {@link inspectModelFolder}. */
@@ -215,6 +232,7 @@ export async function inspectModelFolder(dir: string, options: InspectOptions = 
     throw new ModelMetadataError(`${given} holds no weights (no .safetensors, .gguf, .bin/.pt or .onnx file): nothing to import`, given);
   }
   const config = top('config.json') ? await readHfConfig(path.join(root, 'config.json')) : null;
+  const adapter = top('adapter_config.json') ? await readAdapterConfig(path.join(root, 'adapter_config.json'), warnings) : null;
   const generationConfig = top('generation_config.json') ? await readGenerationConfig(path.join(root, 'generation_config.json')) : null;
   const tokenizer = files.some((f) => f.kind === 'tokenizer' && !f.path.includes('/')) ? await readTokenizerInfo(root) : null;
 
@@ -239,7 +257,30 @@ export async function inspectModelFolder(dir: string, options: InspectOptions = 
     gguf.push(g);
     warnings.push(...g.warnings.map((w) => `${f.path}: ${w}`));
   }
-  return summarise(root, files, config, generationConfig, tokenizer, safetensorsIndex, safetensors, gguf, warnings);
+  const info = summarise(root, files, config, generationConfig, tokenizer, safetensorsIndex, safetensors, gguf, warnings);
+  return adapter ? { ...info, adapter } : info;
+}
+
+/** Reads a PEFT `adapter_config.json`, best effort (a bad one is a warning, not a refusal). */
+async function readAdapterConfig(file: string, warnings: string[]): Promise<AdapterInfo | null> {
+  try {
+    const raw = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('not a JSON object');
+    const str = (v: unknown) => (typeof v === 'string' ? v : null);
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+    const modules = raw.target_modules;
+    return {
+      peftType: str(raw.peft_type),
+      baseModel: str(raw.base_model_name_or_path),
+      r: num(raw.r),
+      alpha: num(raw.lora_alpha),
+      targetModules: Array.isArray(modules) ? modules.filter((m): m is string => typeof m === 'string') : typeof modules === 'string' ? [modules] : [],
+      taskType: str(raw.task_type),
+    };
+  } catch (err) {
+    warnings.push(`adapter_config.json could not be read: ${(err as Error).message}`);
+    return null;
+  }
 }
 
 function summarise(

@@ -11,6 +11,7 @@ export default defineUiPlugin({
   components: {
     runs: () => import('./RunsPage.vue'),
     run: () => import('./RunPage.vue'),
+    compare: () => import('./ComparePage.vue'),
   },
   messages: { en, 'zh-CN': zhCN },
 });

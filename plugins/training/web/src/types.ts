@@ -4,6 +4,9 @@
  */
 export type { Checkpoint, RunState, TrainingMethod, TrainingRun } from '../../api/types.ts';
 import type { Checkpoint, RunState, TrainingMethod, TrainingRun } from '../../api/types.ts';
+export type { CompareCell, CompareRow, RunComparison, RunPage, TrainingTemplate } from '../../api/types.ts';
+export type { CheckpointRegistration, RunMetrics, RunResources, TrainingAttempt } from '../../api/types.ts';
+import type { TrainingAttempt } from '../../api/types.ts';
 export type DatasetFormat = 'auto' | 'instruction' | 'chat' | 'text';
 
 export const RUN_STATES: RunState[] = ['pending', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -13,9 +16,13 @@ export const SCHEDULES = ['cosine', 'linear', 'constant'] as const;
 export const PRECISIONS = ['fp32', 'bf16', 'fp16'] as const;
 export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
+/** How many runs the compare page takes. */
+export const COMPARE_MIN = 2;
+export const COMPARE_MAX = 6;
+
 export const isFinished = (state: RunState) => state === 'succeeded' || state === 'failed' || state === 'cancelled';
 
-export type RunDetails = TrainingRun & { checkpoints: Checkpoint[] };
+export type RunDetails = TrainingRun & { checkpoints: Checkpoint[]; attemptList?: TrainingAttempt[] };
 
 export interface Strategy {
   id: string;

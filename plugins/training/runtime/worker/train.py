@@ -1,4 +1,4 @@
-"""Script entry for the worker: ``python plugins/training/worker/train.py --spec run.json``.
+"""Script entry for the worker: ``python plugins/training/runtime/worker/train.py --spec run.json``.
 
 The same as ``python -m aiplat_train`` without needing the package on PYTHONPATH, which suits a
 workload's argv and ``torchrun train.py``.

@@ -25,6 +25,7 @@ from . import data as data_mod
 from . import events
 from .distributed import any_across, barrier, init_world, mean_across, shutdown, sum_across
 from .model import add_lora, build_base, count_parameters, count_trainable, unwrap, wrap
+from . import ds
 from .spec import SpecError
 from .tokenizer import load_tokenizer
 
@@ -55,11 +56,9 @@ def _check_machine(spec, world):
     if spec.strategy == "fsdp" and spec.method != "full":
         raise SpecError("strategy.kind", f"fsdp trains full models only; use ddp with {spec.method}")
     if spec.strategy == "deepspeed":
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            raise SpecError("strategy.kind", "deepspeed is not installed in the worker's environment (pip install deepspeed on a CUDA node)") from None
-        raise SpecError("strategy.kind", "deepspeed runs are not supported by this worker version yet; use ddp or fsdp")
+        from . import ds
+
+        ds.check(spec)
 
 
 def _schedule(spec, optimizer, total_steps):
@@ -100,6 +99,7 @@ class Run:
         self.h = spec.hyper
         self.ckpt_dir = os.path.join(spec.output, "checkpoints")
         self.stop = _StopFlag()
+        self.engine = None  # the DeepSpeed engine, with strategy deepspeed
 
     # -- setup ----------------------------------------------------------------------------------
 
@@ -140,14 +140,24 @@ class Run:
         self.parameters = count_parameters(model)
         self.trainable = count_trainable(model)
         self.base = model  # the unwrapped model (a PeftModel for LoRA)
-        self.model = wrap(spec, model, world)
+        self.model = model if spec.strategy == "deepspeed" else wrap(spec, model, world)
 
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=h.weight_decay)
+        if spec.strategy == "deepspeed":
+            self.optimizer = ds.optimizer(spec, params, h.learning_rate, h.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=h.weight_decay)
+        # The schedule works on the optimizer's param groups, which DeepSpeed's ZeRO optimizer keeps.
         self.scheduler = _schedule(spec, self.optimizer, self.total_steps)
+        if spec.strategy == "deepspeed":
+            self.engine = ds.initialize(spec, model, self.optimizer)
+            self.model = self.engine
         self.step = 0
         if resume:
-            self._load_optimizer(resume)
+            if self.engine is not None:
+                ds.load(self.engine, resume)
+            else:
+                self._load_optimizer(resume)
             self.scheduler.load_state_dict(torch.load(os.path.join(resume, "scheduler.pt"), weights_only=True))
             self.step = self.state["step"]
             ckpt.restore_rng(self.state["rng"])
@@ -155,9 +165,10 @@ class Run:
                 raise SpecError("resumeFrom", f"the checkpoint was trained with a global batch of {self.state.get('globalBatch')}, this run has {self.global_batch}")
 
         self.cuda = world.device.type == "cuda"
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(h.precision)
+        # DeepSpeed does mixed precision itself (its config's bf16 / fp16 sections).
+        amp_dtype = None if self.engine is not None else {"bf16": torch.bfloat16, "fp16": torch.float16}.get(h.precision)
         self.autocast = (lambda: torch.autocast(world.device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
-        self.scaler = torch.amp.GradScaler("cuda") if h.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler("cuda") if h.precision == "fp16" and self.engine is None else None
 
     def _load_optimizer(self, resume):
         state = torch.load(os.path.join(resume, "optimizer.pt"), weights_only=True)
@@ -186,6 +197,8 @@ class Run:
     # -- one step ---------------------------------------------------------------------------------
 
     def _train_step(self, order, step_in_epoch):
+        if self.engine is not None:
+            return self._train_step_deepspeed(order, step_in_epoch)
         h, model = self.h, self.model
         model.train()
         total = 0.0
@@ -215,14 +228,30 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         return total, float(grad_norm)
 
+    def _train_step_deepspeed(self, order, step_in_epoch):
+        """The engine accumulates (its config's gradient_accumulation_steps = this run's), clips and
+        steps the optimizer at the last micro-batch; the schedule is stepped here, once per step."""
+        engine = self.engine
+        engine.train()
+        total = 0.0
+        batches = list(self._micro_batches(order, step_in_epoch))
+        for batch in batches:
+            loss = engine(input_ids=batch, labels=batch).loss
+            engine.backward(loss)  # scaled by 1 / gradient_accumulation_steps inside
+            engine.step()
+            total += loss.item() / len(batches)
+        grad_norm = engine.get_global_grad_norm()
+        self.scheduler.step()
+        return total, float(grad_norm) if grad_norm is not None else float("nan")
+
     def _evaluate(self):
         """Mean token loss over the eval split, each rank taking its share of whole batches."""
         n = (len(self.eval_set) // self.world.size) * self.world.size
         if n == 0:
             return None
         mine = list(range(self.world.rank, n, self.world.size))
-        # FSDP's forward is collective: every rank runs the same number of batches.
-        model = self.model if self.spec.strategy == "fsdp" else unwrap(self.model)
+        # FSDP's and ZeRO-3's forward is collective: every rank runs the same number of batches.
+        model = self.model if self.spec.strategy in ("fsdp", "deepspeed") else unwrap(self.model)
         model.eval()
         loss_sum = count = 0.0
         with torch.no_grad():
@@ -240,7 +269,10 @@ class Run:
 
     def _gather(self):
         """Model and optimizer state for saving: (model_sd or None, optimizer_sd), rank 0's are full.
-        Collective under FSDP, so every rank calls it."""
+        Collective under FSDP and ZeRO-3, so every rank calls it. DeepSpeed's optimizer state is
+        saved by the engine itself (``_checkpoint``)."""
+        if self.engine is not None:
+            return ds.gather_weights(self.engine), None
         if self.spec.strategy == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
@@ -260,11 +292,25 @@ class Run:
     def _checkpoint(self, epoch, step_in_epoch):
         model_sd, optim_sd = self._gather()
         path = os.path.join(self.ckpt_dir, f"step-{self.step}")
+        shared_tmp = None
+        if self.engine is not None:
+            # Every rank writes its ZeRO partition into one temporary folder (on storage all nodes
+            # share), which rank 0 then completes and renames into place.
+            shared_tmp = os.path.join(self.ckpt_dir, f".tmp-step-{self.step}-deepspeed")
+            if self.world.is_main:
+                import shutil
+
+                shutil.rmtree(shared_tmp, ignore_errors=True)
+                os.makedirs(shared_tmp)
+            barrier(self.world)
+            ds.save(self.engine, shared_tmp)
+            barrier(self.world)
         if self.world.is_main:
 
             def write(tmp):
                 self._save_model(tmp, model_sd)
-                torch.save(optim_sd, os.path.join(tmp, "optimizer.pt"))
+                if optim_sd is not None:
+                    torch.save(optim_sd, os.path.join(tmp, "optimizer.pt"))
                 torch.save(self.scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
                 ckpt.write_state(
                     tmp,
@@ -282,7 +328,7 @@ class Run:
                     },
                 )
 
-            ckpt.atomic_folder(path, write)
+            ckpt.atomic_folder(path, write, tmp=shared_tmp)
             ckpt.prune(self.ckpt_dir, self.h.keep_checkpoints)
             events.event("checkpoint", step=self.step, path=path)
         barrier(self.world)

@@ -45,13 +45,16 @@ def _pyrandom_to_json(state):
     return [version, list(internal), gauss]
 
 
-def atomic_folder(final_path, write):
-    """Call ``write(tmp)`` for a fresh temporary folder next to ``final_path``, then move it there."""
+def atomic_folder(final_path, write, tmp=None):
+    """Call ``write(tmp)`` for a fresh temporary folder next to ``final_path``, then move it there.
+    ``tmp``: an existing temporary folder (``.tmp-`` prefixed, beside ``final_path``) that others
+    (DeepSpeed's ranks) have already written into."""
     parent = os.path.dirname(final_path)
     os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".tmp-{os.path.basename(final_path)}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    if tmp is None:
+        tmp = os.path.join(parent, f".tmp-{os.path.basename(final_path)}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
     write(tmp)
     if os.path.exists(final_path):
         # Replacing an older copy (a re-run over the same step): rename it away first, so the new one

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Prepare the training worker's virtual environment (plugins/training/worker): torch==2.13.0 plus the
+# Prepare the training worker's virtual environment (plugins/training/runtime/worker): torch==2.13.0 plus the
 # pinned requirements.txt. `npm run setup:python` runs it; so do the worker's tests.
 # Idempotent and instant when done: a stamp file in the venv records the torch pin and the content of
 # requirements.txt, so a change of either reinstalls. Two callers at once are safe (flock: the second
@@ -12,7 +12,7 @@
 set -eu
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../../.." && pwd)"
+ROOT="$(cd "$HERE/../../../.." && pwd)"
 VENV="${AIPLAT_TRAIN_VENV:-$ROOT/node_modules/.cache/aiplat-train-venv}"
 STAMP="$VENV/.aiplat-provisioned"
 PY="$VENV/bin/python"
