@@ -69,7 +69,10 @@ function vitestPass(label, env, filters) {
   const report = path.join(mkdtempSync(path.join(os.tmpdir(), 'aiplat-vitest-')), 'report.json');
   console.log(`\n[test] ${label}`);
   const result = run(vitest, ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...filters, ...extraArgs], {
-    env: { ...process.env, ...env },
+    // One OpenMP thread per PyTorch process: the training suites run real workers (DDP and DeepSpeed
+    // start two each) in test files that run side by side, and OpenMP's spinning threads slow each
+    // other down many times over when there are more of them than cores.
+    env: { OMP_NUM_THREADS: '1', ...process.env, ...env },
   });
   if (!existsSync(report)) return { ok: false, passed: 0, failed: 1, skipped: 0 };
   const json = JSON.parse(readFileSync(report, 'utf8'));

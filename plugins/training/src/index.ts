@@ -9,7 +9,7 @@
  * `spec.json`) on the core's machine: runs go to the local executor in this version.
  */
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
@@ -1143,12 +1143,22 @@ export default definePlugin({
           throw new AiplatError('conflict', `Only a failed or cancelled run can be retried; this one is ${row.state}${row.state === 'succeeded' ? ': clone it to train again' : ': cancel it first'}`, { state: row.state });
         }
         // A fresh start: the old attempt's output (checkpoints, final/) goes; data/ and base/ stay.
+        // It is set aside first and only removed once the new attempt is submitted, so a refused
+        // submission (the cluster full, say) loses nothing.
         const runDir = runDirOf(plugin, row.id);
-        await rm(path.join(runDir, 'out'), { recursive: true, force: true });
+        const out = path.join(runDir, 'out');
+        const aside = path.join(runDir, `.out-before-retry-${Date.now()}`);
+        if (existsSync(out)) await rename(out, aside);
+        let workload: Workload;
+        try {
+          const body = toRun(row).spec as Record<string, any>;
+          workload = await submit(plugin, row, await prepare(plugin, row.id, body, null), ctx.user!);
+        } catch (err) {
+          if (existsSync(aside)) await rename(aside, out);
+          throw err;
+        }
+        await rm(aside, { recursive: true, force: true });
         await plugin.db(T.checkpoints).where({ run_id: row.id }).delete();
-        const body = toRun(row).spec as Record<string, any>;
-        const prepared = await prepare(plugin, row.id, body, null);
-        const workload = await submit(plugin, row, prepared, ctx.user!);
         await recordAttempt(plugin.db, { runId: row.id, workloadId: workload.id, fromStep: null });
         const [retried] = (await plugin
           .db(T.runs)

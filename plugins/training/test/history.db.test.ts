@@ -4,6 +4,7 @@
 // and paging (with the total), two runs compared field by field, a cancelled run retried from step 0
 // to success, templates saved, listed, refused with their reason and deleted, and the 409s.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -223,7 +224,25 @@ describe('training history, compare, retry and templates', () => {
     const running = await core.client.post(`${API}/runs/${live.id}/retry`);
     expect(running.status).toBe(409);
     expect(running.body.error.message).toMatch(/this one is (pending|running): cancel it first/);
-    await cancelled(live.id);
+    // Trained a little, so the SIGTERM leaves a checkpoint.
+    await expect.poll(async () => (await lossSteps(live.workloadId)).length, { timeout: 60_000, interval: 200 }).toBeGreaterThanOrEqual(2);
+    const stopped = await cancelled(live.id);
+    expect(stopped.checkpoints.length).toBeGreaterThanOrEqual(1);
+
+    // A retry the scheduler refuses (here: the run now asks for more GPUs than any node has, as if
+    // the cluster had shrunk) loses nothing: the checkpoints and their folders stay, the run stays
+    // cancelled and can still resume.
+    const knex = core.core.database.knex;
+    const spec = (await knex('p_training_runs').where({ id: live.id }).first('spec')).spec;
+    const parsed = typeof spec === 'string' ? JSON.parse(spec) : spec;
+    await knex('p_training_runs').where({ id: live.id }).update({ spec: JSON.stringify({ ...parsed, strategy: { id: 'ddp' }, resources: { gpusPerNode: 64 } }) });
+    const refused = await core.client.post(`${API}/runs/${live.id}/retry`);
+    expect(refused.status, refused.text).toBe(422);
+    expect(refused.body.error.code).toBe('unschedulable');
+    const after = (await core.client.get(`${API}/runs/${live.id}`)).body;
+    expect(after).toMatchObject({ state: 'cancelled', attempts: stopped.attempts, workloadId: stopped.workloadId });
+    expect(after.checkpoints).toEqual(stopped.checkpoints);
+    for (const c of after.checkpoints as { path: string }[]) expect(existsSync(path.join(c.path, 'trainer_state.json')), c.path).toBe(true);
 
     expect((await core.client.post(`${API}/runs/nope/retry`)).status).toBe(404);
   }, 120_000);

@@ -1,6 +1,7 @@
 // Checkpoints, attempts and merged metrics of the training plugin, end to end on a real core
-// (embedded database, or PostgreSQL with AIPLAT_TEST_DATABASE=postgres) with the datasets, models and
-// lineage plugins and the real Python worker on the local executor (CPU), as training.db.test.ts:
+// (embedded database; the attempts table's migration and queries also run on PostgreSQL in
+// history.db.test.ts and training.db.test.ts, so this CPU-heavy file runs in the first pass only) with
+// the datasets, models and lineage plugins and the real Python worker on the local executor (CPU), as training.db.test.ts:
 // a checkpoint registered as a model version (files, source, lineage) and downloaded as a tar; a LoRA
 // run over a registered base registers its merged model and its adapter, and a LoRA checkpoint
 // registers as an adapter; a cancelled and resumed run answers one loss series over both attempts.
