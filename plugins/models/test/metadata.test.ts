@@ -66,7 +66,9 @@ beforeAll(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'aiplat-models-'));
   models = path.join(work, 'py');
   const out = await run(python, [path.join(here, 'fixtures/make_models.py'), models], { maxBuffer: 64 << 20 });
-  report = JSON.parse(out.stdout) as Report;
+  // From its first line that opens the JSON: a library may log to stdout first (DeepSpeed, when
+  // installed beside transformers, announces its accelerator there).
+  report = JSON.parse(out.stdout.slice(out.stdout.search(/^\{/m))) as Report;
   console.log(`python side ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${JSON.stringify(report.versions)}`);
 }, 20 * 60_000);
 

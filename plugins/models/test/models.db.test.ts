@@ -72,7 +72,9 @@ beforeAll(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'aiplat-models-db-'));
   roots = path.join(work, 'roots');
   const out = await run(python, [path.join(here, 'fixtures/make_models.py'), path.join(roots, 'py')], { maxBuffer: 64 << 20 });
-  pyParameters = (JSON.parse(out.stdout) as { llama: { parameters: number } }).llama.parameters;
+  // From its first line that opens the JSON: a library may log to stdout first (DeepSpeed, when
+  // installed beside transformers, announces its accelerator there).
+  pyParameters = (JSON.parse(out.stdout.slice(out.stdout.search(/^\{/m))) as { llama: { parameters: number } }).llama.parameters;
   llama = path.join(roots, 'py', 'llama');
   // A folder without config.json, one outside the roots, and a symlink leaving the roots.
   await mkdir(path.join(roots, 'no-config'));

@@ -1,9 +1,10 @@
 // DeepSpeed runs through the platform, for real: a core (embedded database; this plugin adds no SQL
 // of its own, so the PostgreSQL pass, which reruns *.db.test.ts, leaves it out) with the datasets,
-// models, lineage, training and trainer-deepspeed plugins; the worker under torchrun with two CPU processes (DeepSpeed's CPU accelerator, gloo)
-// as a scheduler job. ZeRO-2 trains to the end and registers the model; ZeRO-3 is cancelled
-// (checkpoint with each rank's partition) and resumed with the step counter going on; the options
-// are checked against the strategy's schema and its refusals. DeepSpeed comes from setup.sh.
+// models, lineage, training and trainer-deepspeed plugins; the worker under torchrun with two CPU
+// processes (DeepSpeed's CPU accelerator, gloo) as a scheduler job. ZeRO-2 trains to the end and
+// registers the model; ZeRO-3 is cancelled (checkpoint with each rank's partition) and resumed with
+// the step counter going on; the options are checked against the strategy's schema and its
+// refusals. DeepSpeed comes from setup.sh.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
@@ -11,43 +12,24 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCore, type TestCore } from '@aiplat/testing';
+import { TINY, countingCorpus, lossPoints, waitRun as waitRunWith, logText as logTextWith } from '../../training/test/harness.js';
 import { deepspeedConfig } from '../src/config.js';
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, '../../..');
 const API = '/api/plugins/training';
-const TINY = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 259, max_position_embeddings: 128 };
 
 let core: TestCore;
 let datasetVersion: string;
 let outputModel: string;
 
-function corpus(n: number): string {
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) lines.push(JSON.stringify({ instruction: `Count from ${i % 10}`, input: '', output: Array.from({ length: 6 }, (_, k) => (i + k) % 10).join(' ') }));
-  return `${lines.join('\n')}\n`;
-}
+const corpus = countingCorpus;
 
-async function waitRun(id: string, states: string[], timeoutMs = 240_000): Promise<any> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await core.client.get(`${API}/runs/${id}`);
-    if (states.includes(res.body.state)) return res.body;
-    if (Date.now() > until) throw new Error(`run ${id} still ${res.body.state} (${res.body.reason})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const waitRun = (id: string, states: string[], timeoutMs = 240_000) => waitRunWith(core.client, id, states, timeoutMs);
 
-async function lossSteps(workloadId: string): Promise<{ step: number; value: number }[]> {
-  const res = await core.client.get(`/api/v1/workloads/${workloadId}/metrics`);
-  const loss = (res.body.series as { name: string; points: { step: number; value: number }[] }[]).find((s) => s.name === 'loss');
-  return loss?.points ?? [];
-}
+const lossSteps = (workloadId: string) => lossPoints(core.client, workloadId);
 
-async function logText(workloadId: string): Promise<string> {
-  const res = await core.client.get(`/api/v1/workloads/${workloadId}/logs?limit=1000`);
-  return (res.body.items as { text: string }[]).map((i) => i.text).join('');
-}
+const logText = (workloadId: string) => logTextWith(core.client, workloadId);
 
 const dsRun = (name: string, options: Record<string, unknown>, hyper: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
   name,

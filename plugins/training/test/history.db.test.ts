@@ -5,58 +5,27 @@
 // to success, templates saved, listed, refused with their reason and deleted, and the 409s.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCore, type TestCore } from '@aiplat/testing';
+import { TINY, countingCorpus, lossPoints, uploadVersion as uploadVersionWith, waitRun as waitRunWith } from './harness.js';
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, '../../..');
 const API = '/api/plugins/training';
-const TINY = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 259, max_position_embeddings: 128 };
 
 let core: TestCore;
 let datasetVersion: string;
 let outputModel: string;
 
-/** Instruction records with a learnable pattern. */
-function corpus(n: number): string {
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) lines.push(JSON.stringify({ instruction: `Count from ${i % 10}`, input: '', output: Array.from({ length: 6 }, (_, k) => (i + k) % 10).join(' ') }));
-  return `${lines.join('\n')}\n`;
-}
+const corpus = countingCorpus;
 
-async function uploadVersion(datasetId: string, files: Record<string, string>): Promise<string> {
-  const commit = (await core.client.post(`/api/plugins/datasets/datasets/${datasetId}/commits`, {})).body.id as string;
-  for (const [p, content] of Object.entries(files)) {
-    const sha = createHash('sha256').update(content).digest('hex');
-    const res = await core.client.request('PUT', `/api/plugins/datasets/commits/${commit}/files/content?path=${encodeURIComponent(p)}&sha256=${sha}`, {
-      raw: Buffer.from(content),
-      headers: { 'content-type': 'application/octet-stream' },
-    });
-    expect(res.status, res.text).toBe(200);
-  }
-  const finished = await core.client.post(`/api/plugins/datasets/commits/${commit}/finish`, {});
-  expect(finished.status, finished.text).toBe(201);
-  return finished.body.id as string;
-}
+const uploadVersion = (datasetId: string, files: Record<string, string>) => uploadVersionWith(core.client, datasetId, files);
 
-async function waitRun(id: string, states: string[], timeoutMs = 180_000): Promise<any> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await core.client.get(`${API}/runs/${id}`);
-    if (states.includes(res.body.state)) return res.body;
-    if (Date.now() > until) throw new Error(`run ${id} still ${res.body.state} (${res.body.reason})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const waitRun = (id: string, states: string[], timeoutMs = 180_000) => waitRunWith(core.client, id, states, timeoutMs);
 
-async function lossSteps(workloadId: string): Promise<number[]> {
-  const res = await core.client.get(`/api/v1/workloads/${workloadId}/metrics`);
-  const loss = (res.body.series as { name: string; points: { step: number }[] }[]).find((s) => s.name === 'loss');
-  return (loss?.points ?? []).map((p) => p.step);
-}
+const lossSteps = async (workloadId: string) => (await lossPoints(core.client, workloadId)).map((p) => p.step);
 
 const hyperOf = (extra: Record<string, unknown> = {}) => ({ learningRate: 0.003, maxSteps: 10, batchSize: 8, sequenceLength: 64, evalSplit: 0.1, evalInterval: 5, checkpointInterval: 5, seed: 7, ...extra });
 const baseRun = (name: string, hyper: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => ({
@@ -132,12 +101,14 @@ describe('training history, compare, retry and templates', () => {
     expect((await get(`createdBy=${alpha.createdBy}`)).body.total).toBe(3);
     expect((await get('createdBy=someone-else')).body.total).toBe(0);
 
-    const today = new Date().toISOString().slice(0, 10);
-    const yesterday = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
-    const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
-    expect((await get(`since=${yesterday}&until=${today}`)).body.total).toBe(3);
-    expect((await get(`until=${yesterday}`)).body.total).toBe(0);
-    expect((await get(`since=${tomorrow}`)).body.total).toBe(0);
+    // Days from the runs' own creation times, so a run across midnight cannot move the bounds.
+    const created = (await get('')).body.items.map((r: { createdAt: string }) => Date.parse(r.createdAt)) as number[];
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+    const earliest = Math.min(...created);
+    const latest = Math.max(...created);
+    expect((await get(`since=${day(earliest)}&until=${day(latest)}`)).body.total).toBe(3);
+    expect((await get(`until=${day(earliest - 86_400_000)}`)).body.total).toBe(0);
+    expect((await get(`since=${day(latest + 86_400_000)}`)).body.total).toBe(0);
     // Since the second run was created: it and the third.
     expect(names(await get(`since=${encodeURIComponent(beta.createdAt)}`))).toEqual(['HIST-Gamma', 'hist-beta']);
     const bad = await get('since=last-tuesday');

@@ -5,58 +5,27 @@
 // cancelled (SIGTERM → checkpoint) and resumed; bad requests refused with their reason. The worker's
 // venv comes from plugins/training/runtime/worker/setup.sh.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCore, type TestCore } from '@aiplat/testing';
+import { TINY, countingCorpus, lossPoints, uploadVersion as uploadVersionWith, waitRun as waitRunWith } from './harness.js';
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, '../../..');
 const API = '/api/plugins/training';
-const TINY = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 259, max_position_embeddings: 128 };
 
 let core: TestCore;
 let datasetVersion: string;
 let outputModel: string;
 
-/** Instruction records with a learnable pattern. */
-function corpus(n: number): string {
-  const lines: string[] = [];
-  for (let i = 0; i < n; i++) lines.push(JSON.stringify({ instruction: `Count from ${i % 10}`, input: '', output: Array.from({ length: 6 }, (_, k) => (i + k) % 10).join(' ') }));
-  return `${lines.join('\n')}\n`;
-}
+const corpus = countingCorpus;
 
-async function uploadVersion(datasetId: string, files: Record<string, string>): Promise<string> {
-  const commit = (await core.client.post(`/api/plugins/datasets/datasets/${datasetId}/commits`, {})).body.id as string;
-  for (const [p, content] of Object.entries(files)) {
-    const sha = createHash('sha256').update(content).digest('hex');
-    const res = await core.client.request('PUT', `/api/plugins/datasets/commits/${commit}/files/content?path=${encodeURIComponent(p)}&sha256=${sha}`, {
-      raw: Buffer.from(content),
-      headers: { 'content-type': 'application/octet-stream' },
-    });
-    expect(res.status, res.text).toBe(200);
-  }
-  const finished = await core.client.post(`/api/plugins/datasets/commits/${commit}/finish`, {});
-  expect(finished.status, finished.text).toBe(201);
-  return finished.body.id as string;
-}
+const uploadVersion = (datasetId: string, files: Record<string, string>) => uploadVersionWith(core.client, datasetId, files);
 
-async function waitRun(id: string, states: string[], timeoutMs = 180_000): Promise<any> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await core.client.get(`${API}/runs/${id}`);
-    if (states.includes(res.body.state)) return res.body;
-    if (Date.now() > until) throw new Error(`run ${id} still ${res.body.state} (${res.body.reason})`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const waitRun = (id: string, states: string[], timeoutMs = 180_000) => waitRunWith(core.client, id, states, timeoutMs);
 
-async function lossSteps(workloadId: string): Promise<{ step: number; value: number }[]> {
-  const res = await core.client.get(`/api/v1/workloads/${workloadId}/metrics`);
-  const loss = (res.body.series as { name: string; points: { step: number; value: number }[] }[]).find((s) => s.name === 'loss');
-  return loss?.points ?? [];
-}
+const lossSteps = (workloadId: string) => lossPoints(core.client, workloadId);
 
 async function workerEvents(workloadId: string): Promise<{ event: string; [k: string]: unknown }[]> {
   const res = await core.client.get(`/api/v1/workloads/${workloadId}/logs?limit=1000`);
