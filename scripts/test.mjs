@@ -3,7 +3,7 @@
 // run every suite on the embedded database, then run the suites that touch SQL (*.db.test.ts) again
 // on real PostgreSQL when TEST_DATABASE_URL is set, with the suites that need real PostgreSQL and
 // Redis servers (*.services.test.ts).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { reachable } from './reachable.mjs';
 import os from 'node:os';
@@ -59,6 +59,27 @@ function ensureDocker() {
   if (result.status !== 0) throw new Error('provisioning the Docker engine failed (see above; run scripts/provision-docker.sh as root); the docker executor tests need it');
 }
 
+/**
+ * The Python environments the suites run (training worker with DeepSpeed, the models tests' extras,
+ * the CPU serving runtime, Triton), built side by side while the rest is provisioned: a cold build
+ * is minutes of unpacking wheels, quick when their stamps say they are there. Two chains: the
+ * training worker's venv (which the CPU serving runtime shares in the tests: one PyTorch install)
+ * and Triton's (numpy < 2, so a venv of its own).
+ */
+function provisionPython() {
+  // One shell per chain, started now: the provisioning below blocks this process's event loop.
+  const chain = (scripts) =>
+    new Promise((resolve, reject) => {
+      const child = spawn('sh', ['-c', scripts.map((s) => `sh "${path.join(root, s)}" >/dev/null`).join(' && ')], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+      child.on('error', reject);
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`provisioning Python (${scripts.join(', ')}) failed (exit ${code}); see above`))));
+    });
+  return Promise.all([
+    chain(['plugins/training/runtime/worker/setup.sh', 'plugins/trainer-deepspeed/setup.sh', 'scripts/provision-python-ml.sh', 'plugins/serving-cpu/setup.sh']),
+    chain(['plugins/serving-triton/setup.sh']),
+  ]);
+}
+
 /** The production build of the shell and the plugin remotes the browser tests load (only what is stale). */
 function ensureUiBuilt() {
   const result = run(process.execPath, [path.join(root, 'scripts', 'build-ui.mjs'), '--if-stale']);
@@ -84,11 +105,15 @@ function vitestPass(label, env, filters) {
   };
 }
 
+// The CPU serving runtime shares the training worker's venv in the tests (same torch and transformers).
+process.env.AIPLAT_SERVE_CPU_VENV ??= process.env.AIPLAT_TRAIN_VENV ?? path.join(root, 'node_modules', '.cache', 'aiplat-train-venv');
+const python = provisionPython();
 const passes = [];
 ensureCompose();
 ensureChromium();
 ensureDocker();
 ensureUiBuilt();
+await python;
 passes.push(vitestPass('pass 1: every suite on the embedded database', { AIPLAT_TEST_DATABASE: 'embedded' }, []));
 
 const databaseUrl = process.env.TEST_DATABASE_URL;

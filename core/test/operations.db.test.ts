@@ -216,6 +216,47 @@ describe('operations', () => {
   });
 });
 
+describe('reading an operation while its row is being written', () => {
+  let core: TestCore;
+  beforeAll(async () => {
+    core = await startTestCore();
+  });
+  afterAll(() => core?.stop());
+
+  // A read that looked for the row just before the insert committed, and for the in-memory copy
+  // just after it was marked stored, answered "No operation" (seen in CI under load: a client that
+  // polled right after starting an install got 404). The database read here is the real one,
+  // delayed until the row is stored: the read must then look again.
+  it('answers the operation, never undefined, when the row is stored between the two looks', async () => {
+    const knex = core.core.database.knex;
+    const ops = createOperations({ db: knex, events: core.core.events, logger: core.core.logger, instanceId: 'race' });
+    await ops.init();
+    const started = await ops.start('core', 'race.test', async () => {
+      await sleep(100);
+      return 1;
+    });
+    let looks = 0;
+    // The first look at the table answers as a read that ran before the insert committed (no row),
+    // but only once the row is stored; later looks are plain reads.
+    const laggingDb = ((table: string) => {
+      const query = knex(table);
+      const first = query.first.bind(query);
+      (query as unknown as { first: () => Promise<unknown> }).first = async () => {
+        if (++looks > 1) return first();
+        await until(async () => (await knex('operations').where({ id: started.id }).first()) as unknown, (row) => row !== undefined, 'the row');
+        await sleep(20);
+        return undefined;
+      };
+      return query;
+    }) as unknown as typeof knex;
+    const read = await ops.read(laggingDb, started.id);
+    expect(read?.id).toBe(started.id);
+    expect(looks).toBe(2);
+    await ops.wait(started.id, 'core');
+    await ops.stop();
+  });
+});
+
 describe('operations across restarts and core processes', () => {
   let core: TestCore;
   afterAll(() => core?.stop());

@@ -3,8 +3,10 @@
  * path inside a dataset or a model version, and a server folder that must lie under the folders an
  * administrator allowed.
  */
+import { existsSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { AiplatError } from './errors.js';
 
 /**
@@ -48,4 +50,18 @@ export async function resolveUnderRoots(given: string, roots: readonly string[],
     if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return real;
   }
   throw new AiplatError('forbidden', `${given} is not inside an import root (setting ${setting})`, { path: given, roots: configured });
+}
+
+/**
+ * The folder of the plugin a module belongs to: the nearest folder above it holding
+ * `aiplat-plugin.json`. Pass `import.meta.url`. A plugin's own files (a Python launcher under
+ * `runtime/`) are found from it the same way in a checkout (`src/index.ts`) and in an installed
+ * package (`dist/backend/index.js`), where a fixed `../` would differ.
+ */
+export function pluginRootOf(moduleUrlOrPath: string): string {
+  const file = moduleUrlOrPath.startsWith('file:') ? fileURLToPath(moduleUrlOrPath) : moduleUrlOrPath;
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'aiplat-plugin.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no aiplat-plugin.json above ${file}`);
+  }
 }

@@ -95,6 +95,23 @@ describe('training strategies in the wizard (DeepSpeed options, nodes) in Chromi
   };
 
   /** Opens the wizard and fills the model, data and method steps; it ends on the resources step. */
+  /** The run's first loss point arrives (its workload trains), then it is cancelled and ends so. */
+  async function trainsThenCancel(id: string): Promise<void> {
+    const until = Date.now() + 240_000;
+    for (;;) {
+      const run = (await core.client.get(`${API}/runs/${id}`)).body as { state: string; reason: string | null; workloadId: string };
+      expect(['pending', 'running'], run.reason ?? '').toContain(run.state);
+      const metrics = await core.client.get(`/api/v1/workloads/${run.workloadId}/metrics`);
+      const loss = (metrics.body.series as { name: string; points: unknown[] }[]).find((x) => x.name === 'loss');
+      if (loss && loss.points.length > 0) break;
+      if (Date.now() > until) throw new Error(`run ${id} logged no loss point (${run.state})`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect((await core.client.post(`${API}/runs/${id}/cancel`)).status).toBe(200);
+    const done = await waitRun(id, ['succeeded', 'failed', 'cancelled']);
+    expect(['cancelled', 'succeeded'], done.reason ?? '').toContain(done.state);
+  }
+
   async function fillToResources(name: string, method: 'full' | 'lora', maxSteps: number) {
     await page.goto(`${core.url}/training`);
     await page.locator('[data-test=training-page]').waitFor();
@@ -195,10 +212,9 @@ describe('training strategies in the wizard (DeepSpeed options, nodes) in Chromi
     expect(run.strategy).toBe('deepspeed');
     expect(run.spec.strategy).toEqual({ id: 'deepspeed', options: DEFAULTS });
     expect(run.spec.resources).toMatchObject({ gpusPerNode: 0, processesPerNode: 2, nodes: 1 });
-    const started = await waitRun(dsRunId, ['running', 'succeeded', 'failed', 'cancelled']);
-    expect(['running', 'succeeded'], started.reason ?? '').toContain(started.state);
-    const done = await waitRun(dsRunId, ['succeeded', 'failed', 'cancelled']);
-    expect(done.state, done.reason ?? '').toBe('succeeded');
+    // It trains: a loss point arrives. Training to the end is the DeepSpeed suite's
+    // (plugins/trainer-deepspeed/test/deepspeed.test.ts); here it is cancelled to keep CI short.
+    await trainsThenCancel(dsRunId);
   }, 360_000);
 
   it('sends the nodes of a DDP run: two nodes, a gang of two replicas', async () => {
@@ -228,8 +244,8 @@ describe('training strategies in the wizard (DeepSpeed options, nodes) in Chromi
     expect(run.spec.resources).toMatchObject({ gpusPerNode: 0, processesPerNode: 1, nodes: 2 });
     const workload = await core.client.get(`/api/v1/workloads/${run.workloadId}`);
     expect(workload.body).toMatchObject({ spec: { replicas: 2 } });
-    const done = await waitRun(id, ['succeeded', 'failed', 'cancelled']);
-    expect(done.state, done.reason ?? '').toBe('succeeded');
+    // Both nodes train (a loss point from the gang); to the end is training.db.test.ts's two-node run.
+    await trainsThenCancel(id);
   }, 300_000);
 
   it('restores the options on a clone, and speaks zh-CN', async () => {

@@ -278,7 +278,11 @@ export class OperationsService {
     const row = (await db(OPERATIONS_TABLE).where({ id }).first()) as OperationRow | undefined;
     if (row) return toOperation(row);
     const live = this.live.get(id);
-    return live && !live.isStored ? { ...live.op } : undefined;
+    if (!live) return undefined;
+    if (!live.isStored) return { ...live.op };
+    // Stored between the read above and now: the row is there, read it again.
+    const again = (await db(OPERATIONS_TABLE).where({ id }).first()) as OperationRow | undefined;
+    return again ? toOperation(again) : { ...live.op };
   }
 
   /** One page, newest first. */

@@ -20,6 +20,7 @@ import {
   definePlugin,
   json,
   ownership,
+  pluginRootOf,
   reply,
   scoped,
   scopedOr404,
@@ -281,18 +282,6 @@ function pythonOf(plugin: PluginContext): string {
   const venv = process.env.AIPLAT_TRAIN_VENV ?? path.resolve(PLUGIN_ROOT, '..', '..', 'node_modules', '.cache', 'aiplat-train-venv');
   const venvPython = path.join(venv, 'bin', 'python');
   return existsSync(venvPython) ? venvPython : 'python3';
-}
-
-/**
- * The plugin's folder: the nearest folder above `file` holding `aiplat-plugin.json`. The module is
- * `src/index.ts` in a checkout and `dist/backend/index.js` in a package, so a fixed `../` would be
- * wrong in one of them.
- */
-export function pluginRootOf(file: string): string {
-  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'aiplat-plugin.json'))) return dir;
-    if (path.dirname(dir) === dir) throw new Error(`no aiplat-plugin.json above ${file}`);
-  }
 }
 
 const runDirOf = (plugin: PluginContext, runId: string) => path.join(plugin.platform.dataDir, 'plugins', 'training', 'runs', runId);

@@ -1,0 +1,180 @@
+/**
+ * The serving plugin's tables and their rows as the API answers them.
+ *
+ * - `p_serving_deployments`: one per deployment; `traffic` (revisions with weights) says which
+ *   revisions get requests, `pending` which revision is rolling out.
+ * - `p_serving_revisions`: one per change, immutable configuration (model version, runtime,
+ *   executor, resources, replicas, options), its own service workload while it runs.
+ */
+import type { Knex } from '@aiplat/plugin-sdk';
+import type { Deployment, DeploymentState, Revision, RevisionState, ServingResources, TrafficEntry } from '../api/index.js';
+
+export const T = { deployments: 'p_serving_deployments', revisions: 'p_serving_revisions' } as const;
+
+export interface DeploymentRow {
+  id: string;
+  name: string;
+  team_id: string;
+  created_by: string | null;
+  served_model_name: string;
+  state: DeploymentState;
+  reason: string | null;
+  traffic: TrafficEntry[] | string;
+  pending: { revision: number; canaryWeight: number | null } | string | null;
+  latest_revision: number;
+  stopped: boolean;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+export interface RevisionRow {
+  id: string;
+  deployment_id: string;
+  number: number;
+  state: RevisionState;
+  reason: string | null;
+  model_version: string;
+  model_name: string;
+  model_version_number: number;
+  runtime: string;
+  executor: string;
+  resources: ServingResources | string;
+  replicas: number;
+  options: Record<string, unknown> | string;
+  change: string;
+  rollback_of: number | null;
+  workload_id: string | null;
+  /** The name the engine knows the model by, when it is not the served name (`RuntimeLaunch.upstreamModel`). */
+  upstream_model: string | null;
+  created_by: string | null;
+  created_at: Date | string;
+  /** When its current workload was submitted (the deploy, or the last start after a stop). */
+  started_at: Date | string;
+  ready_at: Date | string | null;
+  retired_at: Date | string | null;
+}
+
+export function migrations() {
+  return [
+    {
+      name: '0001_deployments',
+      async up(db: Knex) {
+        await db.schema.createTable(T.deployments, (t) => {
+          t.text('id').primary();
+          t.text('name').notNullable();
+          t.text('team_id').notNullable().index();
+          t.text('created_by');
+          // The name clients put in `model`: one deployment per name on the platform.
+          t.text('served_model_name').notNullable().unique();
+          t.text('state').notNullable();
+          t.text('reason');
+          t.jsonb('traffic').notNullable().defaultTo('[]');
+          t.jsonb('pending');
+          t.integer('latest_revision').notNullable().defaultTo(0);
+          t.boolean('stopped').notNullable().defaultTo(false);
+          t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now());
+          t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(db.fn.now());
+          t.unique(['team_id', 'name']);
+        });
+        await db.schema.createTable(T.revisions, (t) => {
+          t.text('id').primary();
+          t.text('deployment_id').notNullable().references('id').inTable(T.deployments).onDelete('CASCADE');
+          t.integer('number').notNullable();
+          t.text('state').notNullable();
+          t.text('reason');
+          t.text('model_version').notNullable();
+          t.text('model_name').notNullable();
+          t.integer('model_version_number').notNullable();
+          t.text('runtime').notNullable();
+          t.text('executor').notNullable();
+          t.jsonb('resources').notNullable();
+          t.integer('replicas').notNullable();
+          t.jsonb('options').notNullable();
+          t.text('change').notNullable().defaultTo('');
+          t.integer('rollback_of');
+          t.text('workload_id').index();
+          t.text('upstream_model');
+          t.text('created_by');
+          t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now());
+          t.timestamp('started_at', { useTz: true }).notNullable().defaultTo(db.fn.now());
+          t.timestamp('ready_at', { useTz: true });
+          t.timestamp('retired_at', { useTz: true });
+          t.unique(['deployment_id', 'number']);
+        });
+      },
+    },
+  ];
+}
+
+export function iso(value: Date | string | null): string | null {
+  if (value === null || value === undefined) return null;
+  return (value instanceof Date ? value : new Date(value)).toISOString();
+}
+
+export function parsed<T>(value: T | string): T {
+  return typeof value === 'string' ? (JSON.parse(value) as T) : value;
+}
+
+export function toRevision(r: RevisionRow): Revision {
+  return {
+    id: r.id,
+    deploymentId: r.deployment_id,
+    number: r.number,
+    state: r.state,
+    reason: r.reason,
+    modelVersion: r.model_version,
+    modelName: r.model_name,
+    modelVersionNumber: r.model_version_number,
+    runtime: r.runtime,
+    executor: r.executor,
+    resources: parsed(r.resources),
+    replicas: r.replicas,
+    options: parsed(r.options),
+    change: r.change,
+    rollbackOf: r.rollback_of,
+    workloadId: r.workload_id,
+    createdBy: r.created_by,
+    createdAt: iso(r.created_at)!,
+    readyAt: iso(r.ready_at),
+    retiredAt: iso(r.retired_at),
+  };
+}
+
+/** The deployment; `primary` is the revision that describes it (the biggest share of traffic, else the newest). */
+export function toDeployment(d: DeploymentRow, primary: RevisionRow | undefined): Deployment {
+  return {
+    id: d.id,
+    name: d.name,
+    team: d.team_id,
+    servedModelName: d.served_model_name,
+    state: d.state,
+    reason: d.reason,
+    latestRevision: d.latest_revision,
+    traffic: parsed(d.traffic),
+    pending: d.pending === null ? null : parsed(d.pending),
+    runtime: primary?.runtime ?? '',
+    modelVersion: primary?.model_version ?? '',
+    modelName: primary?.model_name ?? '',
+    modelVersionNumber: primary?.model_version_number ?? 0,
+    createdBy: d.created_by,
+    createdAt: iso(d.created_at)!,
+    updatedAt: iso(d.updated_at)!,
+  };
+}
+
+/** The revision number that carries most traffic, else the pending one, else the latest. */
+export function primaryNumber(d: Pick<DeploymentRow, 'traffic' | 'pending' | 'latest_revision'>): number {
+  const traffic = parsed(d.traffic);
+  if (traffic.length > 0) return [...traffic].sort((a, b) => b.weight - a.weight || b.revision - a.revision)[0]!.revision;
+  const pending = d.pending === null ? null : parsed(d.pending);
+  return pending?.revision ?? d.latest_revision;
+}
+
+export async function revisionsOf(db: Knex, deploymentId: string): Promise<RevisionRow[]> {
+  return (await db(T.revisions).where({ deployment_id: deploymentId }).orderBy('number', 'desc')) as RevisionRow[];
+}
+
+export async function deploymentOf(db: Knex, row: DeploymentRow): Promise<Deployment> {
+  const primary = (await db(T.revisions).where({ deployment_id: row.id, number: primaryNumber(row) }).first()) as RevisionRow | undefined;
+  return toDeployment(row, primary);
+}

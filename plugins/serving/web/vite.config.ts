@@ -1,0 +1,3 @@
+import { aiplatRemote } from '@aiplat/plugin-sdk/vite';
+
+export default aiplatRemote(import.meta.dirname);
