@@ -342,7 +342,8 @@ function follow(plugin: PluginContext, runId: string, workloadId: string): void 
   let pending = '';
   let runCache: { run: TrainingRun; at: number } | undefined;
   const subs = [
-    events.subscribe<{ replica: number; points: { name: string; step: number; value: number }[] }>(`workloads/${workloadId}/metrics`, (event) => {
+    // The scheduler's stream carries one point per metric line: its step and every value on it.
+    events.subscribe<{ replica: number; points: { step: number | null; values: Record<string, number> }[] }>(`workloads/${workloadId}/metrics`, (event) => {
       if (event.payload.replica !== 0) return;
       void (async () => {
         // The run as of at most a second ago: one read per second rather than one per metric line.
@@ -350,7 +351,8 @@ function follow(plugin: PluginContext, runId: string, workloadId: string): void 
           const row = (await plugin.db(T.runs).where({ id: runId }).first()) as RunRow | undefined;
           runCache = row ? { run: toRun(row), at: Date.now() } : undefined;
         }
-        if (runCache) await callHook(plugin, trainingHooks.metricLogged, { run: runCache.run, points: event.payload.points.map((p) => ({ name: p.name, step: p.step, value: p.value })) });
+        const points = event.payload.points.flatMap((p) => Object.entries(p.values).map(([name, value]) => ({ name, step: p.step ?? 0, value })));
+        if (runCache && points.length > 0) await callHook(plugin, trainingHooks.metricLogged, { run: runCache.run, points });
       })();
     }),
     events.subscribe<{ replica: number; text: string }>(`workloads/${workloadId}/logs`, (event) => {

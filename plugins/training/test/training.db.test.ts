@@ -51,7 +51,7 @@ const baseRun = (name: string, hyper: Record<string, unknown> = {}, extra: Recor
 describe('training runs', () => {
   beforeAll(async () => {
     await run('sh', [path.join(repo, 'plugins', 'training', 'runtime', 'worker', 'setup.sh')], { timeout: 600_000 });
-    core = await startTestCore({ plugins: ['datasets', 'models', 'lineage', 'training'].map((p) => path.join(repo, 'plugins', p)) });
+    core = await startTestCore({ plugins: [...['datasets', 'models', 'lineage', 'training'].map((p) => path.join(repo, 'plugins', p)), path.join(repo, 'plugins', 'training', 'test', 'fixtures', 'hook-probe')] });
     const dataset = (await core.client.post('/api/plugins/datasets/datasets', { name: 'counting', taskType: 'instruction' })).body;
     datasetVersion = await uploadVersion(dataset.id, { 'train.jsonl': corpus(400) });
     outputModel = (await core.client.post('/api/plugins/models/models', { name: 'tiny-counter' })).body.id;
@@ -84,6 +84,15 @@ describe('training runs', () => {
     const graph = await core.client.get(`/api/plugins/lineage/graph?kind=models.version&id=${done.resultModelVersion}&direction=up&depth=3`);
     const kinds = (graph.body.nodes as { kind: string; id: string }[]).map((n) => `${n.kind}:${n.id}`);
     expect(kinds).toEqual(expect.arrayContaining([`training.run:${done.id}`, `datasets.version:${datasetVersion}`]));
+
+    // The hooks heard the run: started, rank 0's metric points (every step's loss), both checkpoints, finished with the result.
+    const seen = ((await core.client.get('/api/plugins/training-hook-probe/seen')).body.items as any[]).filter((e) => e.run === done.id);
+    expect(seen[0]).toMatchObject({ hook: 'runStarted', state: 'pending' });
+    const logged = seen.filter((e) => e.hook === 'metricLogged');
+    expect(logged.flatMap((e) => e.names)).toEqual(expect.arrayContaining(['loss', 'lr']));
+    expect(new Set(logged.flatMap((e) => e.steps))).toEqual(new Set(Array.from({ length: 30 }, (_, i) => i + 1)));
+    expect(seen.filter((e) => e.hook === 'checkpointSaved').map((e) => e.step)).toEqual([10, 20]);
+    expect(seen.at(-1)).toMatchObject({ hook: 'runFinished', state: 'succeeded', resultModelVersion: done.resultModelVersion });
   }, 240_000);
 
   it('cancels a run (the worker saves a checkpoint on SIGTERM) and resumes it where it stopped', async () => {
