@@ -8,7 +8,6 @@
  */
 import http from 'node:http';
 import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { randomUUID } from 'node:crypto';
 import { AiplatError, coreServices, type PluginContext, type RouteContext } from '@aiplat/plugin-sdk';
 import type { ServingRuntime } from '../api/index.js';
@@ -166,13 +165,28 @@ interface Attempt {
   stream: http.IncomingMessage;
 }
 
-/** One upstream call; rejects with `connect` when the replica cannot be reached (nothing was sent). */
-function call(replica: Replica, path: string, body: Buffer, timeoutMs: number, abort: AbortSignal): Promise<Attempt> {
+/** Keep-alive connections to the replicas, shared by every request (not the process-wide agent). */
+const upstreamAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
+
+/**
+ * One upstream call; rejects with `connect` when the replica cannot be reached (nothing was sent).
+ * `onRequest` gets the request, so a client that goes away can destroy it.
+ */
+function call(replica: Replica, path: string, body: Buffer, timeoutMs: number, onRequest: (req: http.ClientRequest) => void): Promise<Attempt> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: replica.host, port: replica.port, path, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length, accept: 'application/json, text/event-stream' }, signal: abort, timeout: timeoutMs },
+      {
+        host: replica.host,
+        port: replica.port,
+        path,
+        method: 'POST',
+        agent: upstreamAgent,
+        headers: { 'content-type': 'application/json', 'content-length': body.length, accept: 'application/json, text/event-stream' },
+        timeout: timeoutMs,
+      },
       (res) => resolve({ status: res.statusCode ?? 502, headers: res.headers, stream: res }),
     );
+    onRequest(req);
     // Whether the request reached the replica: only a request that did not may go to another.
     let connected = false;
     req.on('socket', (socket) => {
@@ -203,9 +217,13 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
   if (route.deployment.stopped) throw new AiplatError('unavailable', `The model "${model}" is stopped: start its deployment first`);
   if (route.targets.length === 0) throw new AiplatError('unavailable', `The model "${model}" has no ready revision yet (${route.deployment.state}${route.deployment.reason ? `: ${route.deployment.reason}` : ''})`);
 
-  const controller = new AbortController();
-  ctx.res.on('close', () => {
-    if (!ctx.res.writableFinished) controller.abort();
+  // A client that goes away cancels the request to the replica (no AbortSignal: it costs every request).
+  let upstream: http.ClientRequest | undefined;
+  let gone = false;
+  ctx.res.once('close', () => {
+    if (ctx.res.writableFinished) return;
+    gone = true;
+    upstream?.destroy();
   });
   const timeoutMs = settings.upstreamTimeoutSeconds * 1000;
   let lastError = 'no replica is ready';
@@ -225,9 +243,12 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
       const request = adapter ? adapter.request(path, upstreamBody, { servedModelName: model }) : { path: `/v1${path}`, body: upstreamBody };
       let attempt: Attempt;
       try {
-        attempt = await call(replica, request.path, Buffer.from(JSON.stringify(request.body)), timeoutMs, controller.signal);
+        attempt = await call(replica, request.path, Buffer.from(JSON.stringify(request.body)), timeoutMs, (req) => {
+          upstream = req;
+          if (gone) req.destroy();
+        });
       } catch (err) {
-        if (controller.signal.aborted) return ctx.takeOver();
+        if (gone) return ctx.takeOver();
         lastError = `replica ${replica.replica} of revision ${target.revision}: ${(err as Error).message}`;
         if ((err as { connect?: boolean }).connect) {
           ctx.log.warn({ err, revision: target.revision, replica: replica.replica }, 'a replica refused the connection; trying another');
@@ -249,15 +270,41 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
         }
         return;
       }
-      res.writeHead(attempt.status, { 'content-type': attempt.headers['content-type'] ?? 'application/json', ...(attempt.headers['content-type']?.includes('event-stream') ? { 'cache-control': 'no-cache' } : {}) });
-      res.flushHeaders();
-      try {
-        if (target.upstreamModel && target.upstreamModel !== model) await pipeline(attempt.stream, renameModel(target.upstreamModel, model), res);
-        else await pipeline(attempt.stream, res);
-      } catch (err) {
-        if (!controller.signal.aborted) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
-        res.destroy();
+      const type = attempt.headers['content-type'] ?? 'application/json';
+      const rename = target.upstreamModel && target.upstreamModel !== model ? { from: target.upstreamModel, to: model } : undefined;
+      if (!type.includes('event-stream')) {
+        // A whole answer (small): one write with its length.
+        let text: string;
+        try {
+          text = await readAll(attempt.stream);
+        } catch (err) {
+          if (!gone) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
+          res.destroy();
+          return;
+        }
+        const out = Buffer.from(rename ? text.split(JSON.stringify(rename.from)).join(JSON.stringify(rename.to)) : text);
+        res.writeHead(attempt.status, { 'content-type': type, 'content-length': out.length });
+        res.end(out);
+        return;
       }
+      // A stream: passed on chunk by chunk as it comes.
+      res.writeHead(attempt.status, { 'content-type': type, 'cache-control': 'no-cache' });
+      res.flushHeaders();
+      const source = rename ? attempt.stream.pipe(renameModel(rename.from, rename.to)) : attempt.stream;
+      await new Promise<void>((resolve) => {
+        const broke = (err: Error) => {
+          if (!gone) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
+          res.destroy();
+          resolve();
+        };
+        attempt.stream.once('error', broke);
+        if (source !== attempt.stream) source.once('error', broke);
+        res.once('close', () => {
+          attempt.stream.destroy();
+          resolve();
+        });
+        source.pipe(res);
+      });
       return;
     }
   }
