@@ -16,7 +16,7 @@ import { AiplatError, coreServices, type Knex, type PluginContext, type Principa
 import { modelsService } from '@aiplat-plugins/models/api';
 import { lineageOf } from '@aiplat-plugins/lineage/api';
 import { REVISION_NODE, servingExtensionPoints, servingHooks, type DeploymentState, type RevisionState, type RuntimeContext, type ServingRuntime, type TrafficEntry } from '../api/index.js';
-import { T, deploymentOf, parsed, primaryNumber, toRevision, type DeploymentRow, type RevisionRow } from './store.js';
+import { LIVE_REVISION_STATES, T, deploymentOf, parsed, pendingOf, primaryNumber, toRevision, type DeploymentRow, type RevisionRow } from './store.js';
 
 /** Exits of a revision's replicas before it was ever ready that make it fail (a crash loop). */
 export const CRASH_LOOP_RESTARTS = 3;
@@ -236,7 +236,7 @@ export async function workloadChanged(plugin: PluginContext, workload: Workload,
     await plugin.db(T.revisions).where({ id: revision.id }).update(patch);
     const deployment = (await plugin.db(T.deployments).where({ id: deploymentId }).first()) as DeploymentRow | undefined;
     if (!deployment) return;
-    const pending = deployment.pending === null ? null : parsed(deployment.pending);
+    const pending = pendingOf(deployment);
     if (state === 'ready' && pending?.revision === revision.number) await promote(plugin, deployment, revision, pending.canaryWeight);
     else await refresh(plugin, deployment.id);
   });
@@ -256,7 +256,7 @@ async function promote(plugin: PluginContext, deployment: DeploymentRow, revisio
     traffic = [{ revision: revision.number, weight: 100 }];
   }
   const kept = new Set(traffic.map((t) => t.revision));
-  const rows = (await plugin.db(T.revisions).where({ deployment_id: deployment.id }).whereIn('state', ['starting', 'ready', 'degraded'])) as RevisionRow[];
+  const rows = (await plugin.db(T.revisions).where({ deployment_id: deployment.id }).whereIn('state', LIVE_REVISION_STATES)) as RevisionRow[];
   for (const r of rows) if (!kept.has(r.number)) await retire(plugin, r, `replaced by revision ${revision.number}`);
   const after = await refresh(plugin, deployment.id, { traffic, pending: null, reason: null });
   if (after) {
@@ -276,7 +276,7 @@ export async function fail(plugin: PluginContext, revision: RevisionRow, reason:
   }
   const deployment = (await plugin.db(T.deployments).where({ id: revision.deployment_id }).first()) as DeploymentRow | undefined;
   if (!deployment) return;
-  const pending = deployment.pending === null ? null : parsed(deployment.pending);
+  const pending = pendingOf(deployment);
   const traffic = parsed(deployment.traffic).filter((t) => t.revision !== revision.number);
   // What was in traffic with it gets its share.
   const total = traffic.reduce((a, t) => a + t.weight, 0);

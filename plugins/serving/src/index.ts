@@ -34,7 +34,7 @@ import {
 } from './controller.js';
 import { openApiOf, snippetsOf } from './docs.js';
 import { forward, listModels, readJsonBody, Router } from './proxy.js';
-import { T, deploymentOf, migrations, parsed, primaryNumber, revisionsOf, toRevision, type DeploymentRow, type RevisionRow } from './store.js';
+import { LIVE_REVISION_STATES, T, deploymentOf, migrations, parsed, pendingOf, primaryNumber, revisionsOf, toRevision, type DeploymentRow, type RevisionRow } from './store.js';
 
 export type { ServingSettings } from './controller.js';
 
@@ -263,7 +263,7 @@ function baseUrlOf(ctx: Ctx): string {
 }
 
 async function replicasOf(ctx: Ctx, revisions: RevisionRow[]): Promise<ReplicaStatus[]> {
-  const live = revisions.filter((r) => r.workload_id && ['starting', 'ready', 'degraded'].includes(r.state));
+  const live = revisions.filter((r) => r.workload_id && (LIVE_REVISION_STATES as readonly string[]).includes(r.state));
   if (live.length === 0) return [];
   const rows = (await ctx.db('workload_replicas').whereIn('workload_id', live.map((r) => r.workload_id!)).orderBy('replica')) as {
     workload_id: string;
@@ -346,6 +346,11 @@ async function startRevision(ctx: Ctx, row: DeploymentRow, checked: Checked, num
   const started = (await p.db(T.revisions).where({ id: revision!.id }).first()) as RevisionRow;
   await recordLineage(p, row, started);
   return started;
+}
+
+/** A revision's configuration, to check (and run) again as it was. */
+function configOf(r: RevisionRow): RevisionInput {
+  return { modelVersion: r.model_version, runtime: r.runtime, executor: r.executor, resources: parsed(r.resources), replicas: r.replicas, options: parsed(r.options) };
 }
 
 function inputOf(body: Record<string, any>, base?: RevisionRow): RevisionInput {
@@ -479,7 +484,7 @@ export default definePlugin<Partial<ServingSettings>>({
         const body = ctx.body as Record<string, any>;
         return serialised(row.id, async () => {
           const current = (await ctx.plugin.db(T.deployments).where({ id: row.id }).first()) as DeploymentRow;
-          const pending = current.pending === null ? null : parsed(current.pending);
+          const pending = pendingOf(current);
           if (pending) throw new AiplatError('conflict', `Revision ${pending.revision} is still rolling out: wait until it is ready or fails`, { revision: pending.revision });
           if (current.stopped) throw new AiplatError('conflict', 'The deployment is stopped: start it first');
           if (body.canaryWeight !== undefined && parsed(current.traffic).length === 0) throw new AiplatError('conflict', 'A canary needs a revision that already serves: this deployment has none ready', { field: 'canaryWeight' });
@@ -514,7 +519,7 @@ export default definePlugin<Partial<ServingSettings>>({
           if (traffic.length === 1 && traffic[0]!.revision === to && !current.pending) throw new AiplatError('conflict', `Revision ${to} already serves all traffic`, { field: 'revision' });
           if (current.stopped) throw new AiplatError('conflict', 'The deployment is stopped: start it first');
           // A rollout in progress is abandoned: the rollback replaces it.
-          const pending = current.pending === null ? null : parsed(current.pending);
+          const pending = pendingOf(current);
           if (pending) {
             const inFlight = (await ctx.plugin.db(T.revisions).where({ deployment_id: row.id, number: pending.revision }).first()) as RevisionRow | undefined;
             if (inFlight) await retire(ctx.plugin, inFlight, `abandoned for a rollback to revision ${to}`);
@@ -524,7 +529,7 @@ export default definePlugin<Partial<ServingSettings>>({
           const number = current.latest_revision + 1;
           const checked = await check(
             ctx,
-            { modelVersion: target.model_version, runtime: target.runtime, executor: target.executor, resources: parsed(target.resources), replicas: target.replicas, options: parsed(target.options) },
+            configOf(target),
             { id: current.id, name: current.name, team: current.team_id, servedModelName: current.served_model_name },
             number,
           );
@@ -560,7 +565,7 @@ export default definePlugin<Partial<ServingSettings>>({
             if (r.state !== 'ready' && r.state !== 'degraded') throw new AiplatError('conflict', `Revision ${t.revision} is ${r.state}: only running revisions take traffic (roll back to it to run it again)`, { field: 'traffic', revision: t.revision });
           }
           const keep = new Set(wanted.map((t) => t.revision));
-          const pending = current.pending === null ? null : parsed(current.pending);
+          const pending = pendingOf(current);
           for (const r of revisions) if (!keep.has(r.number) && ['ready', 'degraded'].includes(r.state) && r.number !== pending?.revision) await retire(ctx.plugin, r, 'taken out of traffic');
           const after = await refresh(ctx.plugin, row.id, { traffic: wanted, ...(pending && keep.has(pending.revision) ? { pending: null } : {}) });
           await ctx.audit('serving:deployment.traffic', { deployment: row.id, traffic: wanted }, { resource: { type: 'deployment', id: row.id }, team: row.team_id });
@@ -584,8 +589,8 @@ export default definePlugin<Partial<ServingSettings>>({
         return serialised(row.id, async () => {
           const current = (await ctx.plugin.db(T.deployments).where({ id: row.id }).first()) as DeploymentRow;
           if (current.stopped) return detailOf(ctx, row.id);
-          const pending = current.pending === null ? null : parsed(current.pending);
-          const live = (await ctx.plugin.db(T.revisions).where({ deployment_id: row.id }).whereIn('state', ['starting', 'ready', 'degraded'])) as RevisionRow[];
+          const pending = pendingOf(current);
+          const live = (await ctx.plugin.db(T.revisions).where({ deployment_id: row.id }).whereIn('state', LIVE_REVISION_STATES)) as RevisionRow[];
           // Revisions in traffic come back on start: their state says stopped, not retired for good.
           for (const r of live) await retire(ctx.plugin, r, r.number === pending?.revision ? 'the deployment was stopped during its rollout' : 'stopped');
           await refresh(ctx.plugin, row.id, { stopped: true, pending: null, reason: `stopped by ${ctx.user!.username}` });
@@ -614,7 +619,7 @@ export default definePlugin<Partial<ServingSettings>>({
           if (rows.length === 0) throw new AiplatError('conflict', `Deployment ${row.name} has no revision ${number} to start`);
           // Starting again: check them as new (the engine, the cards may have changed).
           for (const r of rows) {
-            await check(ctx, { modelVersion: r.model_version, runtime: r.runtime, executor: r.executor, resources: parsed(r.resources), replicas: r.replicas, options: parsed(r.options) }, { id: row.id, name: row.name, team: row.team_id, servedModelName: row.served_model_name }, r.number);
+            await check(ctx, configOf(r), { id: row.id, name: row.name, team: row.team_id, servedModelName: row.served_model_name }, r.number);
           }
           // It comes back as pending: the traffic follows its readiness.
           await ctx.plugin.db(T.deployments).where({ id: row.id }).update({ stopped: false, traffic: '[]', pending: JSON.stringify({ revision: number, canaryWeight: null }) });
@@ -644,7 +649,7 @@ export default definePlugin<Partial<ServingSettings>>({
       handler: async (ctx) => {
         const row = await deploymentOr404(ctx, ctx.params.id, 'serving:write');
         await serialised(row.id, async () => {
-          const live = (await ctx.plugin.db(T.revisions).where({ deployment_id: row.id }).whereIn('state', ['starting', 'ready', 'degraded'])) as RevisionRow[];
+          const live = (await ctx.plugin.db(T.revisions).where({ deployment_id: row.id }).whereIn('state', LIVE_REVISION_STATES)) as RevisionRow[];
           for (const r of live) await retire(ctx.plugin, r, 'the deployment was deleted');
           await ctx.plugin.db(T.deployments).where({ id: row.id }).delete();
           await rm(path.join(dataDirOf(ctx.plugin), 'deployments', row.id), { recursive: true, force: true });

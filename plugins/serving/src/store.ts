@@ -115,6 +115,14 @@ export function parsed<T>(value: T | string): T {
   return typeof value === 'string' ? (JSON.parse(value) as T) : value;
 }
 
+/** The states of a revision that has a workload running (or starting). */
+export const LIVE_REVISION_STATES = ['starting', 'ready', 'degraded'] as const;
+
+/** The deployment's rollout in progress, or null. */
+export function pendingOf(d: Pick<DeploymentRow, 'pending'>): { revision: number; canaryWeight: number | null } | null {
+  return d.pending === null ? null : parsed(d.pending);
+}
+
 export function toRevision(r: RevisionRow): Revision {
   return {
     id: r.id,
@@ -151,7 +159,7 @@ export function toDeployment(d: DeploymentRow, primary: RevisionRow | undefined)
     reason: d.reason,
     latestRevision: d.latest_revision,
     traffic: parsed(d.traffic),
-    pending: d.pending === null ? null : parsed(d.pending),
+    pending: pendingOf(d),
     runtime: primary?.runtime ?? '',
     modelVersion: primary?.model_version ?? '',
     modelName: primary?.model_name ?? '',
@@ -166,7 +174,7 @@ export function toDeployment(d: DeploymentRow, primary: RevisionRow | undefined)
 export function primaryNumber(d: Pick<DeploymentRow, 'traffic' | 'pending' | 'latest_revision'>): number {
   const traffic = parsed(d.traffic);
   if (traffic.length > 0) return [...traffic].sort((a, b) => b.weight - a.weight || b.revision - a.revision)[0]!.revision;
-  const pending = d.pending === null ? null : parsed(d.pending);
+  const pending = pendingOf(d);
   return pending?.revision ?? d.latest_revision;
 }
 
