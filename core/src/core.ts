@@ -35,7 +35,8 @@ import { PluginInstaller, readTrustedKeys } from './plugins/installer.js';
 import { pluginPackageRoutes } from './plugins/routes.js';
 import { registrySources } from './plugins/sources.js';
 import { buildApp } from './http/app.js';
-import { HttpMetrics } from './http/metrics.js';
+import { HttpMetrics, dropPluginMetrics, pluginMetrics } from './http/metrics.js';
+import { RateLimits } from './limits/rate-limiter.js';
 import { AccessLog } from './http/access-log.js';
 import { buildOpenApi } from './http/openapi.js';
 import type { RouteRuntime } from './http/route-contract.js';
@@ -248,6 +249,10 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       audit,
       logger,
     };
+    // Prometheus metrics: the core's own and the series plugins give (coreServices.metrics).
+    const metrics = new HttpMetrics();
+    const pluginMetricNames = new Map<string, Set<string>>();
+    const rateLimits = new RateLimits(redis);
     const kernel = new Kernel({
       pluginDirs: config.pluginDirs,
       settings: secretSettings,
@@ -265,11 +270,16 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         [coreServices.events.id]: eventHub.bus(pluginId),
         [coreServices.audit.id]: auditService.forPlugin(pluginId),
         [coreServices.workloads.id]: schedulerRuntime.service(pluginId),
+        [coreServices.rateLimiter.id]: rateLimits.forOwner(pluginId),
+        [coreServices.metrics.id]: pluginMetrics(metrics.registry, pluginId, pluginMetricNames),
       }),
       // Every plugin state change after boot goes out on the `plugins` topic; a stopped plugin's subscriptions end.
       onStateChange: (status) => {
         auditService.pluginStateChanged(status);
-        if (status.state !== 'enabled') eventHub.release(status.id);
+        if (status.state !== 'enabled') {
+          eventHub.release(status.id);
+          dropPluginMetrics(metrics.registry, status.id, pluginMetricNames);
+        }
         if (kernelHolder.current?.manifestOf(status.id)?.web) {
           events
             .publish(coreTopics.ui, { pluginId: status.id, state: status.state })
@@ -394,7 +404,6 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       ...uiRoutes(kernel, identity.can, basePath(config)),
     ];
 
-    const metrics = new HttpMetrics();
     const app = buildApp({
       logger,
       accessLog: new AccessLog(logger, redactor),

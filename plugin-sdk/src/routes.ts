@@ -131,6 +131,13 @@ export interface RouteContext<TBody = unknown, TQuery = Record<string, unknown>,
    * server-sent events) and the core sends nothing after the handler returns.
    */
   takeOver(): void;
+  /**
+   * For `custom` routes that also accept the platform's own credentials: the caller of the
+   * request's `Authorization: Bearer` token when it is a signed-in session's access token or a
+   * personal API token of an active user (undefined otherwise). Sets nothing: a handler that
+   * accepts the caller assigns `ctx.user`.
+   */
+  authenticate(): Promise<Principal | undefined>;
 }
 
 export type { AuditActorType, AuditOutcome, AuditRecord, ChainedAuditRecord } from './audit.js';

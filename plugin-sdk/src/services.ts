@@ -58,7 +58,56 @@ export const coreServices = {
   audit: createServiceRef<AuditLog>({ id: 'core.audit' }),
   /** Submit, read and cancel GPU workloads (the scheduler). */
   workloads: createServiceRef<WorkloadsService>({ id: 'core.workloads' }),
+  /** Budgets per key and time window (rate limits), shared through Redis when the core has it. */
+  rateLimiter: createServiceRef<RateLimiter>({ id: 'core.rateLimiter' }),
+  /** The plugin's own series in the core's Prometheus `/metrics`. */
+  metrics: createServiceRef<MetricsRegistry>({ id: 'core.metrics' }),
 } as const;
+
+/** What a budget says after a `take`, `spend` or `peek`. */
+export interface RateDecision {
+  /** `take`: whether the cost fitted (a refused take takes nothing); otherwise whether anything is left. */
+  allowed: boolean;
+  /** Spent in the current window, this call included. */
+  used: number;
+  /** Left in the current window (never below 0). */
+  remaining: number;
+  /** Milliseconds until the window ends and the budget is whole again. */
+  resetMs: number;
+}
+
+/**
+ * Budgets per key: `limit` per `windowSeconds`, counted in fixed windows. Counted in Redis when
+ * the core runs with `REDIS_URL` (`shared`: every core process behind a load balancer sees the same
+ * counts), in this process otherwise. Keys are the plugin's own (the core prefixes its id).
+ */
+export interface RateLimiter {
+  readonly shared: boolean;
+  /** Take `cost` from `key`'s budget; `allowed: false` when it does not fit. */
+  take(key: string, cost: number, limit: number, windowSeconds: number): Promise<RateDecision>;
+  /** Count a cost known only afterwards (the tokens of an answer), even past the limit. */
+  spend(key: string, cost: number, limit: number, windowSeconds: number): Promise<RateDecision>;
+  /** What is left, taking nothing; `allowed` is whether anything is. */
+  peek(key: string, limit: number, windowSeconds: number): Promise<RateDecision>;
+}
+
+/** One value of a metric at a scrape. */
+export interface MetricSample {
+  labels?: Record<string, string | number>;
+  value: number;
+  /** For summaries and histograms: `_sum`, `_count`, `_bucket` after the metric's name. */
+  suffix?: '_sum' | '_count' | '_bucket';
+}
+
+/**
+ * The plugin's series in the core's `/metrics` (Prometheus text). A metric's name starts with
+ * `aiplat_<plugin id, - as _>_`; its samples are asked for at each scrape, so the plugin keeps its
+ * own counts and the core keeps nothing. A second `collect` under the same name replaces the first
+ * (a plugin that restarts); the plugin's metrics go away when it stops.
+ */
+export interface MetricsRegistry {
+  collect(metric: { name: string; help: string; type: 'counter' | 'gauge' | 'summary' | 'histogram'; samples(): MetricSample[] }): void;
+}
 
 /**
  * A plugin's door into the audit log for events outside a request (background work, operations,

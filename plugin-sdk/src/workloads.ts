@@ -40,6 +40,12 @@ export interface WorkloadsService {
    */
   submit(spec: WorkloadSpec, options: { user: Principal; within?: RouteContext<any, any, any> }): Promise<Workload>;
   get(id: string): Promise<Workload | undefined>;
+  /**
+   * GPU-hours each of these workloads (the caller's own; others are left out) held between `from`
+   * and `to`: a whole card counts 1 per hour, a memory slice its share of the card. Open
+   * reservations count up to now.
+   */
+  gpuHours(ids: string[], period: { from: Date; to: Date }): Promise<Record<string, number>>;
   /** Cancel (as `submit`: pass `within: ctx` from a route handler). */
   cancel(id: string, options?: { reason?: string; within?: RouteContext<any, any, any> }): Promise<Workload>;
 }

@@ -23,11 +23,13 @@ export function toHttpError(error: unknown, requestId: string, style: 'aiplat' |
   const known = isAiplatError(error) ? error : fromKoaError(error as { status?: number; message: string });
   const err = known ?? new AiplatError('internal');
   if (style === 'openai') {
+    const details = err.details as Record<string, unknown> | undefined;
     const type = err.status === 401 ? 'authentication_error' : err.status === 429 ? 'rate_limit_error' : err.status >= 500 ? 'server_error' : 'invalid_request_error';
     return {
       status: err.status,
       serverFault: known === undefined || err.status >= 500,
-      body: { error: { message: err.message, type, param: null, code: err.code } },
+      // OpenAI's own codes (`model_not_found`, `invalid_api_key`, …) where the thrower names one; the field as `param`.
+      body: { error: { message: err.message, type, param: typeof details?.field === 'string' ? details.field : null, code: typeof details?.openaiCode === 'string' ? details.openaiCode : err.code } },
     };
   }
   const body: ErrorBody = { error: { code: err.code, message: err.message, requestId } };

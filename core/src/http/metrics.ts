@@ -1,4 +1,5 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { MetricSample, MetricsRegistry } from '@aiplat/plugin-sdk';
 
 /** Prometheus metrics of the core: request counts and latency by route, plus process defaults. */
 export class HttpMetrics {
@@ -37,4 +38,51 @@ export class HttpMetrics {
     child.duration.observe(seconds);
     child.requests.inc();
   }
+}
+
+/**
+ * `coreServices.metrics` for one plugin: metrics whose samples the plugin gives at each scrape,
+ * registered in the core's registry under `aiplat_<plugin>_…`, removed when the plugin stops.
+ */
+export function pluginMetrics(registry: Registry, pluginId: string, owned: Map<string, Set<string>>): MetricsRegistry {
+  const prefix = `aiplat_${pluginId.replace(/-/g, '_')}_`;
+  return {
+    collect(metric) {
+      if (!metric.name.startsWith(prefix) || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(metric.name)) {
+        throw new Error(`metric name "${metric.name}" must start with ${prefix} and use letters, digits and _`);
+      }
+      registry.removeSingleMetric(metric.name);
+      // prom-client renders any object with a name, help, type and get(); samples come from the plugin at each scrape.
+      registry.registerMetric({
+        name: metric.name,
+        help: metric.help,
+        type: metric.type,
+        aggregator: 'sum',
+        get: () => {
+          let samples: MetricSample[];
+          try {
+            samples = metric.samples();
+          } catch {
+            samples = [];
+          }
+          return {
+            name: metric.name,
+            help: metric.help,
+            type: metric.type,
+            aggregator: 'sum',
+            values: samples.map((s) => ({ value: s.value, labels: s.labels ?? {}, ...(s.suffix ? { metricName: metric.name + s.suffix } : {}) })),
+          };
+        },
+      } as unknown as Parameters<Registry['registerMetric']>[0]);
+      let names = owned.get(pluginId);
+      if (!names) owned.set(pluginId, (names = new Set()));
+      names.add(metric.name);
+    },
+  };
+}
+
+/** Take a stopped plugin's metrics out of the registry. */
+export function dropPluginMetrics(registry: Registry, pluginId: string, owned: Map<string, Set<string>>): void {
+  for (const name of owned.get(pluginId) ?? []) registry.removeSingleMetric(name);
+  owned.delete(pluginId);
 }

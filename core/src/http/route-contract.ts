@@ -227,6 +227,13 @@ class RequestContext implements RouteContext {
   takeOver(): void {
     this.koa.respond = false;
   }
+  async authenticate(): Promise<Principal | undefined> {
+    const header = this.koa.req.headers.authorization;
+    const token = header ? BEARER.exec(header)?.[1] : undefined;
+    if (!token) return undefined;
+    const runtime = this.compiled.runtime;
+    return runtime.cachedPrincipal?.(token) ?? runtime.authenticate(token);
+  }
 }
 
 /** The caller of a permission route: a cached token answers at once, a new one is verified. */

@@ -50,9 +50,9 @@ export async function gpusInUse(db: Knex, teams?: string[]): Promise<Map<string,
   return new Map(rows.map((r) => [r.team_id, Number(r.used)]));
 }
 
-/** GPU-hours held between `from` and `to` (open reservations count up to now), grouped by team or user. */
-export async function gpuHours(db: Knex, options: { from: Date; to: Date; groupBy: 'team' | 'user'; teams?: string[] }): Promise<Map<string, number>> {
-  const column = options.groupBy === 'team' ? 'r.team_id' : 'r.user_id';
+/** GPU-hours held between `from` and `to` (open reservations count up to now), grouped by team, user or workload. */
+export async function gpuHours(db: Knex, options: { from: Date; to: Date; groupBy: 'team' | 'user' | 'workload'; teams?: string[]; workloads?: string[] }): Promise<Map<string, number>> {
+  const column = options.groupBy === 'team' ? 'r.team_id' : options.groupBy === 'user' ? 'r.user_id' : 'r.workload_id';
   const query = db('gpu_reservations as r')
     .join('gpu_devices as d', 'd.id', 'r.device_id')
     .whereRaw('r.held && tstzrange(?, ?)', [options.from, options.to])
@@ -65,6 +65,7 @@ export async function gpuHours(db: Knex, options: { from: Date; to: Date; groupB
       ),
     );
   if (options.teams) query.whereIn('r.team_id', options.teams);
+  if (options.workloads) query.whereIn('r.workload_id', options.workloads);
   const rows = (await query) as { key: string | null; hours: number | string }[];
   return new Map(rows.map((r) => [r.key ?? '', Math.max(0, Number(r.hours))]));
 }

@@ -25,6 +25,7 @@ import type { Strategy } from './placement.js';
 import { Scheduler, WORKLOADS_TOPIC } from './scheduler.js';
 import { Changes, readWorkload } from './store.js';
 import { GpuSampler } from './sampler.js';
+import { gpuHours } from './quotas.js';
 
 export interface SchedulerRuntimeOptions {
   db: Knex;
@@ -301,6 +302,13 @@ export class SchedulerRuntime {
         return (await readWorkload(db, id)) as Workload;
       },
       get: (id) => readWorkload(db, id),
+      gpuHours: async (ids, { from, to }) => {
+        if (ids.length === 0) return {};
+        // Only the caller's own workloads.
+        const own = (await db('workloads').whereIn('id', ids).where({ owner }).pluck('id')) as string[];
+        if (own.length === 0) return {};
+        return Object.fromEntries(await gpuHours(db, { from, to, groupBy: 'workload', workloads: own }));
+      },
       cancel: async (id, options = {}) => {
         const changes = new Changes();
         const reason = options.reason ?? `cancelled by ${owner}`;

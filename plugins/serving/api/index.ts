@@ -23,6 +23,11 @@ export const servingHooks = {
   revisionChanged: defineSeriesHook<[{ deployment: Deployment; revision: Revision; traffic: TrafficEntry[]; cause: 'created' | 'rollout' | 'canary' | 'traffic' | 'rollback' }]>(
     'serving.revisionChanged',
   ),
+  /**
+   * An objective set on a deployment (`gateway.slo`) is broken over its window: called once when the
+   * breach starts (again only after it has recovered). `objective` names which; `limit` what was set.
+   */
+  sloBreached: defineSeriesHook<[{ deployment: Deployment; objective: 'errorRate' | 'p99LatencyMs'; limit: number; observed: number; windowSeconds: number; requests: number }]>('serving.sloBreached'),
 };
 
 /** What a runtime is told when it checks or launches a revision. */

@@ -108,9 +108,118 @@ export interface Deployment {
   modelVersion: string;
   modelName: string;
   modelVersionNumber: number;
+  /** How the gateway spreads requests and what it watches (`PUT /deployments/:id/gateway`). */
+  gateway: GatewaySettings;
+  /** The most tokens (prompt + answer) the model takes, from its config; `max_tokens` beyond it is refused. Null when unknown. */
+  maxModelLen: number | null;
   createdBy: string | null;
   createdAt: string;
   updatedAt: string;
+}
+
+/** A deployment's gateway settings. */
+export interface GatewaySettings {
+  /** `round-robin` (default) or `least-outstanding` (the replica with fewest requests in flight). */
+  balancing: 'round-robin' | 'least-outstanding';
+  /** Objectives over a sliding window; breaking one calls `serving.sloBreached` (once per breach). */
+  slo: {
+    /** Highest acceptable share of failed requests (0–1), or null. */
+    errorRate: number | null;
+    /** Highest acceptable p99 latency (ms), or null. */
+    p99LatencyMs: number | null;
+    /** The window the objectives are measured over (seconds, 10–3600; default 60). */
+    windowSeconds: number;
+  };
+}
+
+/** One time step of a deployment's (or a revision's) traffic as the gateway saw it. */
+export interface MetricsPoint {
+  /** The step's start (ISO time). */
+  at: string;
+  requests: number;
+  /** Requests per second over the step. */
+  qps: number;
+  /** Answers with status ≥ 500, upstream failures and cut streams (client errors are not the model's). */
+  errors: number;
+  /** errors / requests (0 when there were none). */
+  errorRate: number;
+  /** Latency to the last byte (ms), null when there were no requests. */
+  p50Ms: number | null;
+  p99Ms: number | null;
+  /** Time to first token (first byte of the answer) of streamed requests, median (ms). */
+  ttftMs: number | null;
+  /** Completion tokens per second over the step. */
+  tokensPerSecond: number;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/** `GET /deployments/:id/metrics?window=300`: the last `windowSeconds` in steps of `stepSeconds` (oldest first). */
+export interface DeploymentMetrics {
+  deploymentId: string;
+  windowSeconds: number;
+  stepSeconds: number;
+  points: MetricsPoint[];
+  /** Per revision that had traffic in the window. */
+  revisions: { revision: number; points: MetricsPoint[] }[];
+  /** The whole window as one point. */
+  totals: MetricsPoint;
+  /** The gateway's view of each replica: requests in flight and passive ejection. */
+  replicas: { revision: number; replica: number; outstanding: number; ejected: boolean; ejectedUntil: string | null; consecutiveFailures: number }[];
+  /** The callers with most requests in the window: an API key, or a platform user. */
+  topKeys: { keyId: string | null; name: string; team: string | null; requests: number; totalTokens: number }[];
+  /** The objectives and whether one is broken now. */
+  slo: GatewaySettings['slo'] & { breached: boolean; breachedSince: string | null; observed: { errorRate: number; p99Ms: number | null; requests: number } };
+}
+
+/** A gateway API key (`/keys`). The secret is in the answer to its creation only. */
+export interface ApiKey {
+  id: string;
+  name: string;
+  team: string;
+  /** The first characters of the secret (`sk-aiplat-AbCd…`), to tell keys apart. */
+  prefix: string;
+  /** Served model names it may call; empty: every model of its team. */
+  models: string[];
+  expiresAt: string | null;
+  revokedAt: string | null;
+  /** `active`, `expired` or `revoked`. */
+  status: 'active' | 'expired' | 'revoked';
+  /** Requests per minute, tokens (prompt + completion) per minute; null: no limit. */
+  requestsPerMinute: number | null;
+  tokensPerMinute: number | null;
+  lastUsedAt: string | null;
+  createdBy: string | null;
+  createdAt: string;
+}
+
+/** `POST /keys` answers the key once with its secret. */
+export interface CreatedApiKey extends ApiKey {
+  secret: string;
+}
+
+/** `GET /usage?from=&to=&groupBy=team|key|deployment`: metered use, with the GPU-hours it stands for. */
+export interface UsageReport {
+  from: string;
+  to: string;
+  groupBy: 'team' | 'key' | 'deployment';
+  /** The price of a GPU-hour (plugin setting `gpuHourPrice`) and its currency. */
+  gpuHourPrice: number;
+  currency: string;
+  items: {
+    /** The team, key or deployment id (null for calls by platform users without a key, in `key`). */
+    id: string | null;
+    /** Its name for people. */
+    name: string;
+    requests: number;
+    errors: number;
+    promptTokens: number;
+    completionTokens: number;
+    totalTokens: number;
+    /** The deployments' GPU-hours in the period, shared out by each caller's share of their tokens. */
+    gpuHours: number;
+    cost: number;
+  }[];
 }
 
 /** `GET /deployments/:id`: with its revisions (newest first) and the replicas of its running revisions. */

@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Ajv, type ValidateFunction } from 'ajv';
-import { AiplatError, coreServices, definePlugin, json, passthrough, reply, scoped, scopedOr404, workloadHooks, type EventSubscription, type PluginContext, type Principal, type RouteContext } from '@aiplat/plugin-sdk';
+import { AiplatError, coreServices, definePlugin, json, reply, scoped, scopedOr404, workloadHooks, type EventSubscription, type PluginContext, type Principal, type RouteContext } from '@aiplat/plugin-sdk';
 import { modelsService, type ModelVersion } from '@aiplat-plugins/models/api';
 import { lineageOf } from '@aiplat-plugins/lineage/api';
 import { REVISION_NODE, servingExtensionPoints, servingHooks, type ApiDocs, type DeploymentDetail, type EngineStatus, type ReplicaStatus, type RuntimeContext, type RuntimeInfo, type ServingResources, type ServingRuntime, type TrafficEntry } from '../api/index.js';
@@ -30,10 +30,10 @@ import {
   serialised,
   submitRevision,
   workloadChanged,
-  type ServingSettings,
 } from './controller.js';
 import { openApiOf, snippetsOf } from './docs.js';
-import { forward, listModels, readJsonBody, Router } from './proxy.js';
+import { Gateway, registerGatewayRoutes, type GatewaySettingsOfPlugin } from './gateway.js';
+import { Router } from './proxy.js';
 import { LIVE_REVISION_STATES, T, deploymentOf, migrations, parsed, pendingOf, primaryNumber, revisionsOf, toRevision, type DeploymentRow, type RevisionRow } from './store.js';
 
 export type { ServingSettings } from './controller.js';
@@ -105,14 +105,28 @@ const estimateBody = {
 let plugin: PluginContext | undefined;
 let timer: NodeJS.Timeout | undefined;
 let restarts: EventSubscription | undefined;
-const router = new Router(() => {
-  if (!plugin) throw new AiplatError('unavailable', 'The serving plugin is not running');
-  return plugin;
-});
+let flusher: NodeJS.Timeout | undefined;
+const router = new Router(
+  () => {
+    if (!plugin) throw new AiplatError('unavailable', 'The serving plugin is not running');
+    return plugin;
+  },
+  () => (plugin ? settingsOf(plugin) : settingsOf({ config: {} } as PluginContext)),
+);
+const gateway = new Gateway(router, () => (plugin ? settingsOf(plugin) : settingsOf({ config: {} } as PluginContext)));
 
-function settingsOf(ctx: PluginContext): ServingSettings {
-  const c = ctx.config as Partial<ServingSettings>;
-  return { publicBaseUrl: c.publicBaseUrl ?? '', upstreamTimeoutSeconds: c.upstreamTimeoutSeconds ?? 300, readyTimeoutSeconds: c.readyTimeoutSeconds ?? 600 };
+function settingsOf(ctx: PluginContext): GatewaySettingsOfPlugin {
+  const c = ctx.config as Partial<GatewaySettingsOfPlugin>;
+  return {
+    publicBaseUrl: c.publicBaseUrl ?? '',
+    upstreamTimeoutSeconds: c.upstreamTimeoutSeconds ?? 300,
+    readyTimeoutSeconds: c.readyTimeoutSeconds ?? 600,
+    gpuHourPrice: c.gpuHourPrice ?? 0,
+    currency: c.currency ?? 'USD',
+    keyCacheSeconds: c.keyCacheSeconds ?? 5,
+    ejectAfterFailures: c.ejectAfterFailures ?? 3,
+    ejectSeconds: c.ejectSeconds ?? 10,
+  };
 }
 
 // ---- runtimes ----
@@ -323,6 +337,7 @@ async function startRevision(ctx: Ctx, row: DeploymentRow, checked: Checked, num
       model_version: checked.version.id,
       model_name: checked.modelName,
       model_version_number: checked.version.number,
+      max_model_len: checked.version.metadata.contextLength ?? null,
       runtime: checked.runtime.id,
       executor: checked.input.executor,
       resources: JSON.stringify(checked.input.resources),
@@ -373,11 +388,12 @@ async function callRevisionChanged(ctx: Ctx, row: DeploymentRow, revision: Revis
   }
 }
 
-export default definePlugin<Partial<ServingSettings>>({
+export default definePlugin<Partial<GatewaySettingsOfPlugin>>({
   register(env) {
     env.declareHook(servingHooks.deploymentReady);
     env.declareHook(servingHooks.deploymentFailed);
     env.declareHook(servingHooks.revisionChanged);
+    env.declareHook(servingHooks.sloBreached);
     env.declareExtensionPoint(servingExtensionPoints.runtimes);
     env.migrations(migrations());
     env.tap(workloadHooks.stateChanged, async (change) => {
@@ -456,6 +472,7 @@ export default definePlugin<Partial<ServingSettings>>({
           .db(T.deployments)
           .insert({ id, name: body.name, team_id: team, created_by: user.id, served_model_name: servedModelName, state: 'deploying', traffic: '[]', pending: null, latest_revision: 0 })
           .returning('*')) as DeploymentRow[];
+        gateway.meter.names.set(id, body.name);
         let revision: RevisionRow;
         try {
           revision = await startRevision(ctx, row!, checked, 1, { change: 'first revision', rollbackOf: null, canaryWeight: null }, user);
@@ -654,6 +671,7 @@ export default definePlugin<Partial<ServingSettings>>({
           await ctx.plugin.db(T.deployments).where({ id: row.id }).delete();
           await rm(path.join(dataDirOf(ctx.plugin), 'deployments', row.id), { recursive: true, force: true });
         });
+        gateway.meter.forget(row.id);
         await ctx.audit('serving:deployment.delete', { deployment: row.id, name: row.name }, { resource: { type: 'deployment', id: row.id }, team: row.team_id });
         router.invalidate();
         return undefined;
@@ -729,34 +747,14 @@ export default definePlugin<Partial<ServingSettings>>({
       },
     });
 
-    // ---- the OpenAI-compatible alias (/v1 and /api/plugins/serving/...) ----
-
-    env.route({
-      method: 'GET',
-      path: '/models',
-      summary: 'OpenAI: the served models you may call',
-      permission: 'serving:invoke',
-      audit: 'metered',
-      errors: 'openai',
-      handler: (ctx) => listModels(ctx),
+    registerGatewayRoutes(env, {
+      gateway,
+      router,
+      settings: settingsOf,
+      deploymentOr404,
+      detailOf,
+      serialised,
     });
-
-    for (const sub of ['/chat/completions', '/completions', '/embeddings']) {
-      env.route({
-        method: 'POST',
-        path: sub,
-        summary: `OpenAI: ${sub.slice(1)} from a deployed model (forwarded by "model" to a ready replica)`,
-        permission: 'serving:invoke',
-        mutates: false,
-        audit: 'metered',
-        errors: 'openai',
-        body: passthrough(),
-        handler: async (ctx) => {
-          const body = await readJsonBody(ctx);
-          await forward(ctx, router, settingsOf(ctx.plugin), sub, body);
-        },
-      });
-    }
   },
 
   async start(ctx) {
@@ -768,6 +766,16 @@ export default definePlugin<Partial<ServingSettings>>({
       if (p) void checkTimeouts(p, settingsOf(p)).catch((err: unknown) => p.logger.warn({ err }, 'checking revisions that are late failed'));
     }, 5000);
     timer.unref();
+    // Metered usage to the table every 5 s; objectives checked as often.
+    flusher = setInterval(() => {
+      const p = plugin;
+      if (!p) return;
+      void gateway.meter.flush(p.db).catch((err: unknown) => p.logger.warn({ err }, 'metered usage could not be written (kept for the next try)'));
+      void gateway.watch(p).catch((err: unknown) => p.logger.warn({ err }, 'checking the deployments’ objectives failed'));
+    }, 5000);
+    flusher.unref();
+    gateway.prometheus(ctx);
+    for (const d of (await ctx.db(T.deployments).select('id', 'name')) as { id: string; name: string }[]) gateway.meter.names.set(d.id, d.name);
     // A replica restarting keeps its workload's state: the workloads topic says so, the hook does not.
     restarts = ctx.service(coreServices.events).subscribe<{ id: string; owner: string; from: string | null; state: string; reason: string | null }>('workloads', (event) => {
       const e = event.payload;
@@ -777,7 +785,11 @@ export default definePlugin<Partial<ServingSettings>>({
     });
   },
 
-  stop() {
+  async stop(ctx) {
+    if (flusher) clearInterval(flusher);
+    flusher = undefined;
+    await gateway.meter.flush(ctx.db).catch((err: unknown) => ctx.logger.warn({ err }, 'metered usage could not be written at stop'));
+    gateway.keys.clear();
     restarts?.unsubscribe();
     restarts = undefined;
     if (timer) clearInterval(timer);

@@ -1,18 +1,22 @@
 /**
- * The `/v1` alias: a plain OpenAI-compatible entry that forwards a request, by its `model`, to a
- * ready replica of the deployment's live revision(s), chosen by the traffic weights (canary) and
- * round-robin within a revision. Streams pass through chunk by chunk; a client that goes away
- * cancels the upstream request; a replica that refuses the connection before answering is
- * skipped for another. Runtimes that do not speak OpenAI (Triton's KServe v2) answer through
- * their adapter. (Serving II grows this into the gateway: API keys, balancing policies, metering.)
+ * The gateway behind `/v1`: forwards an OpenAI request, by its `model`, to a ready replica of the
+ * deployment's live revision(s), chosen by the traffic weights (canary), then within the revision
+ * round-robin or by fewest requests in flight (the deployment's `gateway.balancing`). A replica
+ * that fails `ejectAfterFailures` times in a row (refused connection, timeout, 5xx, a cut stream)
+ * leaves the rotation for `ejectSeconds`, then comes back once its readiness check answers. Streams
+ * pass through event by event as they come (their `usage` and first token are noted on the way);
+ * a client that goes away cancels the upstream request; a replica that cannot be reached before
+ * anything was sent is skipped for another. Every answer is one sample for the meter (metrics,
+ * usage). Runtimes that do not speak OpenAI (Triton's KServe v2) answer through their adapter.
  */
 import http from 'node:http';
 import { Transform } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { AiplatError, coreServices, type PluginContext, type RouteContext } from '@aiplat/plugin-sdk';
-import type { ServingRuntime } from '../api/index.js';
+import type { GatewaySettings, ServingRuntime } from '../api/index.js';
 import { runtimeOf, type ServingSettings } from './controller.js';
-import { T, parsed, type DeploymentRow, type RevisionRow } from './store.js';
+import type { Caller, Meter } from './meter.js';
+import { T, gatewayOf, parsed, type DeploymentRow, type RevisionRow } from './store.js';
 
 export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 
@@ -22,10 +26,12 @@ interface Target {
   runtime: ServingRuntime | undefined;
   upstreamModel: string | null;
   workloadId: string;
+  maxModelLen: number | null;
 }
 
-interface Route {
+export interface Route {
   deployment: DeploymentRow;
+  gateway: GatewaySettings;
   targets: Target[];
   at: number;
 }
@@ -34,6 +40,27 @@ interface Replica {
   host: string;
   port: number;
   replica: number;
+  /** The gateway's view of it: shared by every request, kept while the replica is. */
+  state: ReplicaState;
+}
+
+/** Requests in flight and passive ejection, per replica (workload, replica, host and port). */
+export interface ReplicaState {
+  workloadId: string;
+  replica: number;
+  outstanding: number;
+  consecutiveFailures: number;
+  ejectedUntil: number | null;
+  probing: boolean;
+  readinessPath: string | null;
+  host: string;
+  port: number;
+}
+
+/** How the gateway treats failing replicas (the plugin's settings). */
+export interface EjectionSettings {
+  ejectAfterFailures: number;
+  ejectSeconds: number;
 }
 
 /** Routes by served model name, and ready replicas by workload, each kept for a second. */
@@ -42,8 +69,13 @@ export class Router {
   private readonly replicas = new Map<string, { at: number; list: Replica[] }>();
   private readonly turn = new Map<string, number>();
   private readonly hosts = new Map<string, string>();
+  /** By `workload/replica/host:port`: a restarted replica on a new port starts afresh. */
+  readonly states = new Map<string, ReplicaState>();
 
-  constructor(private readonly plugin: () => PluginContext) {}
+  constructor(
+    private readonly plugin: () => PluginContext,
+    private readonly ejection: () => EjectionSettings,
+  ) {}
 
   /** Forget what is cached (a deployment or a workload changed). */
   invalidate(): void {
@@ -63,9 +95,9 @@ export class Router {
     for (const t of traffic) {
       const r = revisions.find((x) => x.number === t.revision);
       if (!r?.workload_id || t.weight <= 0) continue;
-      targets.push({ revision: r.number, weight: t.weight, runtime: runtimeOf(plugin, r.runtime), upstreamModel: r.upstream_model, workloadId: r.workload_id });
+      targets.push({ revision: r.number, weight: t.weight, runtime: runtimeOf(plugin, r.runtime), upstreamModel: r.upstream_model, workloadId: r.workload_id, maxModelLen: r.max_model_len });
     }
-    const route = { deployment, targets, at: Date.now() };
+    const route = { deployment, gateway: gatewayOf(deployment), targets, at: Date.now() };
     this.routes.set(model, route);
     return route;
   }
@@ -77,13 +109,53 @@ export class Router {
     const plugin = this.plugin();
     const workload = await plugin.service(coreServices.workloads).get(workloadId);
     const list: Replica[] = [];
+    const readinessPath = workload?.spec.readiness?.httpGet?.path ?? null;
     for (const p of workload?.placements ?? []) {
       const port = p.ports?.http;
       if (p.state !== 'ready' || !port) continue;
-      list.push({ host: await this.hostOf(p.nodeId), port, replica: p.replica });
+      const host = await this.hostOf(p.nodeId);
+      const key = `${workloadId}/${p.replica}/${host}:${port}`;
+      let state = this.states.get(key);
+      if (!state) {
+        state = { workloadId, replica: p.replica, outstanding: 0, consecutiveFailures: 0, ejectedUntil: null, probing: false, readinessPath, host, port };
+        this.states.set(key, state);
+      }
+      list.push({ host, port, replica: p.replica, state });
     }
     this.replicas.set(workloadId, { at: Date.now(), list });
+    // Replicas that are gone (and have nothing in flight) are forgotten.
+    for (const [key, state] of this.states) if (state.workloadId === workloadId && state.outstanding === 0 && !list.some((r) => r.state === state)) this.states.delete(key);
     return list;
+  }
+
+  /** A request to a replica failed (nothing usable came back): out of the rotation after enough in a row. */
+  failed(state: ReplicaState): void {
+    state.consecutiveFailures++;
+    const { ejectAfterFailures, ejectSeconds } = this.ejection();
+    if (state.consecutiveFailures >= ejectAfterFailures && state.ejectedUntil === null) {
+      state.ejectedUntil = Date.now() + ejectSeconds * 1000;
+      this.plugin().logger.warn({ workload: state.workloadId, replica: state.replica, failures: state.consecutiveFailures }, `a replica failed ${state.consecutiveFailures} times in a row: out of the rotation for ${ejectSeconds} s`);
+    }
+  }
+
+  succeeded(state: ReplicaState): void {
+    state.consecutiveFailures = 0;
+  }
+
+  /** Whether an ejected replica may take requests again: after its time out, once its readiness check answers. */
+  private admitted(state: ReplicaState): boolean {
+    if (state.ejectedUntil === null) return true;
+    if (Date.now() < state.ejectedUntil || state.probing) return false;
+    state.probing = true;
+    void probe(state).then((ok) => {
+      state.probing = false;
+      if (ok) {
+        state.ejectedUntil = null;
+        state.consecutiveFailures = 0;
+        this.plugin().logger.info({ workload: state.workloadId, replica: state.replica }, 'an ejected replica answers its readiness check again: back in the rotation');
+      } else state.ejectedUntil = Date.now() + this.ejection().ejectSeconds * 1000;
+    });
+    return false;
   }
 
   /** Replicas on this machine are reached on 127.0.0.1; on a host added through the API, at its address. */
@@ -104,12 +176,30 @@ export class Router {
     return first ? [first, ...targets.filter((t) => t !== first)] : [];
   }
 
-  /** The next replica of a workload, round-robin. */
-  next(workloadId: string, list: Replica[]): Replica[] {
+  /**
+   * The replicas of a workload in the order to try: those in the rotation first, round-robin or
+   * fewest in flight first; ejected ones last (when all are out, they are tried rather than none).
+   */
+  next(workloadId: string, list: Replica[], balancing: GatewaySettings['balancing']): Replica[] {
     const n = (this.turn.get(workloadId) ?? 0) % Math.max(1, list.length);
     this.turn.set(workloadId, n + 1);
-    return [...list.slice(n), ...list.slice(0, n)];
+    const rotated = n === 0 ? list : [...list.slice(n), ...list.slice(0, n)];
+    const inRotation = rotated.filter((r) => this.admitted(r.state));
+    if (balancing === 'least-outstanding') inRotation.sort((a, b) => a.state.outstanding - b.state.outstanding);
+    return inRotation.length === rotated.length ? inRotation : [...inRotation, ...rotated.filter((r) => !inRotation.includes(r))];
   }
+}
+
+/** An ejected replica's readiness check (its HTTP path, else a TCP connect by a request to `/`). */
+function probe(state: ReplicaState): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: state.host, port: state.port, path: state.readinessPath ?? '/', timeout: 2000, agent: false }, (res) => {
+      res.resume();
+      resolve(state.readinessPath ? (res.statusCode ?? 500) < 400 : true);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(false));
+  });
 }
 
 /** The request body, at most `MAX_REQUEST_BYTES`, parsed as a JSON object. */
@@ -141,22 +231,64 @@ function writeError(res: http.ServerResponse, status: number, message: string, c
   res.end(JSON.stringify({ error: { message, type: status >= 500 ? 'server_error' : 'invalid_request_error', param: null, code } }));
 }
 
-/** Rewrites `"model":"<upstream>"` to the served name in a stream of JSON or SSE lines. */
-function renameModel(from: string, to: string): Transform {
-  const needle = JSON.stringify(from);
-  const replacement = JSON.stringify(to);
+/** What a stream's events told on the way through. */
+interface StreamFacts {
+  firstTokenAt: number | null;
+  usage: { prompt: number; completion: number } | null;
+  /** Events that carried content: the completion tokens when the runtime gives no usage. */
+  contentEvents: number;
+}
+
+const CONTENT = /"(?:content|text)":"(?!")/;
+
+/**
+ * Passes a server-sent event stream on event by event as its chunks come: renames the upstream's
+ * model to the served name, notes the first token and the usage, and drops the usage-only event
+ * the gateway asked for when the client did not (`stream_options.include_usage`).
+ */
+function tapEvents(facts: StreamFacts, rename: { from: string; to: string } | undefined, dropUsageOnly: boolean): Transform {
+  const needle = rename ? JSON.stringify(rename.from) : '';
+  const replacement = rename ? JSON.stringify(rename.to) : '';
   let tail = '';
+  const pass = (event: string): string => {
+    if (facts.firstTokenAt === null && CONTENT.test(event)) facts.firstTokenAt = performance.now();
+    if (CONTENT.test(event)) facts.contentEvents++;
+    if (event.includes('"usage":{')) {
+      try {
+        const data = JSON.parse(event.slice(event.indexOf('{'))) as { choices?: unknown[]; usage?: { prompt_tokens?: number; completion_tokens?: number } };
+        if (data.usage) facts.usage = { prompt: Number(data.usage.prompt_tokens ?? 0), completion: Number(data.usage.completion_tokens ?? 0) };
+        if (dropUsageOnly && Array.isArray(data.choices) && data.choices.length === 0) return '';
+      } catch {
+        // Not one JSON event: passed on as it is.
+      }
+    }
+    const out = rename ? event.split(needle).join(replacement) : event;
+    return `${out}\n\n`;
+  };
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       const text = tail + chunk.toString('utf8');
-      const cut = text.lastIndexOf('\n') + 1;
-      tail = text.slice(cut);
-      done(null, cut > 0 ? text.slice(0, cut).split(needle).join(replacement) : '');
+      const events = text.split('\n\n');
+      tail = events.pop()!;
+      let out = '';
+      for (const e of events) out += pass(e);
+      done(null, out);
     },
     flush(done) {
-      done(null, tail.split(needle).join(replacement));
+      done(null, tail ? (rename ? tail.split(needle).join(replacement) : tail) : '');
     },
   });
+}
+
+const PROMPT_TOKENS = /"prompt_tokens"\s*:\s*(\d+)/;
+const COMPLETION_TOKENS = /"completion_tokens"\s*:\s*(\d+)/;
+
+/** The usage of a whole answer (its `usage` object), found without parsing the rest. */
+function usageOf(text: string): { prompt: number; completion: number } {
+  const at = text.lastIndexOf('"usage"');
+  if (at < 0) return { prompt: 0, completion: 0 };
+  const part = text.slice(at);
+  return { prompt: Number(PROMPT_TOKENS.exec(part)?.[1] ?? 0), completion: Number(COMPLETION_TOKENS.exec(part)?.[1] ?? 0) };
 }
 
 interface Attempt {
@@ -194,7 +326,9 @@ function call(replica: Replica, path: string, body: Buffer, timeoutMs: number, o
       else socket.once('connect', () => (connected = true));
     });
     req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-    req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { connect: !connected })));
+    // A kept-alive connection the replica closed (it died, or dropped it idle) fails before any
+    // answer: as good as not reaching it (Node's advice for reused sockets).
+    req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { connect: !connected || (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) })));
     req.end(body);
   });
 }
@@ -205,17 +339,34 @@ async function readAll(stream: http.IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+export interface ForwardOptions {
+  caller: Caller;
+  /** Whether the caller may call this deployment (its key's team and models, or the user's permission). */
+  may(deployment: DeploymentRow): boolean;
+  /** Only this revision (the playground's comparison); it must be in the traffic. */
+  revision?: number;
+  meter: Meter;
+  /** The tokens an answer used (prompt + completion), for the caller's token budget. */
+  onTokens?(total: number): void;
+}
+
 /**
  * Forward an OpenAI request (`path` below `/v1`, e.g. `/chat/completions`) to the deployment
  * serving `body.model`. Takes over the response.
  */
-export async function forward(ctx: RouteContext, router: Router, settings: ServingSettings, path: string, body: Record<string, unknown>): Promise<void> {
+export async function forward(ctx: RouteContext, router: Router, settings: ServingSettings, path: string, body: Record<string, unknown>, options: ForwardOptions): Promise<void> {
   const model = body.model;
   if (typeof model !== 'string' || model === '') throw new AiplatError('validation_failed', 'Name the model: the request body needs "model" (GET /v1/models lists them)', { field: 'model' });
   const route = await router.route(model);
-  if (!route || !ctx.can('serving:invoke', route.deployment.team_id)) throw new AiplatError('not_found', `The model "${model}" does not exist or you do not have access to it`, { field: 'model' });
+  if (!route || !options.may(route.deployment)) throw new AiplatError('not_found', `The model "${model}" does not exist or you do not have access to it`, { field: 'model', openaiCode: 'model_not_found' });
   if (route.deployment.stopped) throw new AiplatError('unavailable', `The model "${model}" is stopped: start its deployment first`);
-  if (route.targets.length === 0) throw new AiplatError('unavailable', `The model "${model}" has no ready revision yet (${route.deployment.state}${route.deployment.reason ? `: ${route.deployment.reason}` : ''})`);
+  let targets = route.targets;
+  if (options.revision !== undefined) {
+    targets = targets.filter((t) => t.revision === options.revision).map((t) => ({ ...t, weight: 100 }));
+    if (targets.length === 0) throw new AiplatError('conflict', `Revision ${options.revision} of "${model}" takes no traffic now: pick a revision that serves`, { field: 'revision' });
+  }
+  if (targets.length === 0) throw new AiplatError('unavailable', `The model "${model}" has no ready revision yet (${route.deployment.state}${route.deployment.reason ? `: ${route.deployment.reason}` : ''})`);
+  checkLimits(body, targets);
 
   // A client that goes away cancels the request to the replica (no AbortSignal: it costs every request).
   let upstream: http.ClientRequest | undefined;
@@ -225,9 +376,28 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
     gone = true;
     upstream?.destroy();
   });
+  const started = performance.now();
+  const sample = (revision: number, status: number, error: boolean, ttft: number | null, usage: { prompt: number; completion: number }) => {
+    options.meter.record({
+      deploymentId: route.deployment.id,
+      team: route.deployment.team_id,
+      revision,
+      caller: options.caller,
+      status,
+      error,
+      latencyMs: performance.now() - started,
+      ttftMs: ttft === null ? null : ttft - started,
+      promptTokens: usage.prompt,
+      completionTokens: usage.completion,
+    });
+    if (options.onTokens && usage.prompt + usage.completion > 0) options.onTokens(usage.prompt + usage.completion);
+  };
+  const NONE = { prompt: 0, completion: 0 };
   const timeoutMs = settings.upstreamTimeoutSeconds * 1000;
+  const streaming = body.stream === true;
   let lastError = 'no replica is ready';
-  for (const target of router.order(route.targets)) {
+  let lastRevision = targets[0]!.revision;
+  for (const target of router.order(targets)) {
     const adapter = target.runtime?.openai;
     if (target.runtime && target.runtime.protocol !== 'openai' && target.runtime.protocol !== 'tgi' && !adapter) {
       lastError = `the ${target.runtime.id} runtime has no OpenAI adapter`;
@@ -237,78 +407,122 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
       lastError = `the ${target.runtime!.id} runtime does not answer ${path}`;
       continue;
     }
-    const replicas = router.next(target.workloadId, await router.ready(target.workloadId));
+    lastRevision = target.revision;
+    const replicas = router.next(target.workloadId, await router.ready(target.workloadId), route.gateway.balancing);
+    // The usage of a stream comes in its last event: asked for when the client did not ask.
+    const askUsage = streaming && !adapter && !(body.stream_options as { include_usage?: unknown } | undefined)?.include_usage;
+    const upstreamBody = { ...body, ...(target.upstreamModel ? { model: target.upstreamModel } : {}), ...(askUsage ? { stream_options: { ...(body.stream_options as object | undefined), include_usage: true } } : {}) };
+    const request = adapter ? adapter.request(path, upstreamBody, { servedModelName: model }) : { path: `/v1${path}`, body: upstreamBody };
+    const payload = Buffer.from(JSON.stringify(request.body));
     for (const replica of replicas) {
-      const upstreamBody = { ...body, ...(target.upstreamModel ? { model: target.upstreamModel } : {}) };
-      const request = adapter ? adapter.request(path, upstreamBody, { servedModelName: model }) : { path: `/v1${path}`, body: upstreamBody };
+      const state = replica.state;
       let attempt: Attempt;
+      state.outstanding++;
       try {
-        attempt = await call(replica, request.path, Buffer.from(JSON.stringify(request.body)), timeoutMs, (req) => {
+        attempt = await call(replica, request.path, payload, timeoutMs, (req) => {
           upstream = req;
           if (gone) req.destroy();
         });
       } catch (err) {
+        state.outstanding--;
         if (gone) return ctx.takeOver();
+        router.failed(state);
         lastError = `replica ${replica.replica} of revision ${target.revision}: ${(err as Error).message}`;
         if ((err as { connect?: boolean }).connect) {
           ctx.log.warn({ err, revision: target.revision, replica: replica.replica }, 'a replica refused the connection; trying another');
           continue;
         }
+        sample(target.revision, 504, true, null, NONE);
         throw new AiplatError('unavailable', `The model "${model}" did not answer: ${lastError}`);
       }
       ctx.takeOver();
       const res = ctx.res;
       res.setHeader('x-aiplat-revision', String(target.revision));
       res.setHeader('x-aiplat-replica', String(replica.replica));
-      if (adapter) {
-        try {
-          await answerThroughAdapter(res, attempt, adapter, path, body, model);
-        } catch (err) {
-          // The route took the response over: answer (or close) it here, never leave it hanging.
-          ctx.log.warn({ err, revision: target.revision }, 'a runtime’s answer could not be adapted');
-          writeError(res, 502, `The ${target.runtime!.id} runtime's answer could not be read: ${(err as Error).message}`, 'bad_gateway');
-        }
-        return;
-      }
-      const type = attempt.headers['content-type'] ?? 'application/json';
-      const rename = target.upstreamModel && target.upstreamModel !== model ? { from: target.upstreamModel, to: model } : undefined;
-      if (!type.includes('event-stream')) {
-        // A whole answer (small): one write with its length.
-        let text: string;
-        try {
-          text = await readAll(attempt.stream);
-        } catch (err) {
-          if (!gone) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
-          res.destroy();
+      const serverFault = attempt.status >= 500;
+      try {
+        if (adapter) {
+          let ok = true;
+          try {
+            await answerThroughAdapter(res, attempt, adapter, path, body, model);
+          } catch (err) {
+            // The route took the response over: answer (or close) it here, never leave it hanging.
+            ok = false;
+            ctx.log.warn({ err, revision: target.revision }, 'a runtime’s answer could not be adapted');
+            writeError(res, 502, `The ${target.runtime!.id} runtime's answer could not be read: ${(err as Error).message}`, 'bad_gateway');
+          }
+          if (ok && !serverFault) router.succeeded(state);
+          else router.failed(state);
+          sample(target.revision, ok ? attempt.status : 502, !ok || serverFault, null, NONE);
           return;
         }
-        const out = Buffer.from(rename ? text.split(JSON.stringify(rename.from)).join(JSON.stringify(rename.to)) : text);
-        res.writeHead(attempt.status, { 'content-type': type, 'content-length': out.length });
-        res.end(out);
-        return;
-      }
-      // A stream: passed on chunk by chunk as it comes.
-      res.writeHead(attempt.status, { 'content-type': type, 'cache-control': 'no-cache' });
-      res.flushHeaders();
-      const source = rename ? attempt.stream.pipe(renameModel(rename.from, rename.to)) : attempt.stream;
-      await new Promise<void>((resolve) => {
-        const broke = (err: Error) => {
-          if (!gone) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
-          res.destroy();
-          resolve();
-        };
-        attempt.stream.once('error', broke);
-        if (source !== attempt.stream) source.once('error', broke);
-        res.once('close', () => {
-          attempt.stream.destroy();
-          resolve();
+        const type = attempt.headers['content-type'] ?? 'application/json';
+        const rename = target.upstreamModel && target.upstreamModel !== model ? { from: target.upstreamModel, to: model } : undefined;
+        if (!type.includes('event-stream')) {
+          // A whole answer (small): one write with its length.
+          let text: string;
+          try {
+            text = await readAll(attempt.stream);
+          } catch (err) {
+            if (!gone) {
+              ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
+              router.failed(state);
+            }
+            sample(target.revision, 502, !gone, null, NONE);
+            res.destroy();
+            return;
+          }
+          const out = Buffer.from(rename ? text.split(JSON.stringify(rename.from)).join(JSON.stringify(rename.to)) : text);
+          res.writeHead(attempt.status, { 'content-type': type, 'content-length': out.length });
+          res.end(out);
+          if (serverFault) router.failed(state);
+          else router.succeeded(state);
+          sample(target.revision, attempt.status, serverFault, null, attempt.status < 400 ? usageOf(text) : NONE);
+          return;
+        }
+        // A stream: passed on event by event as it comes.
+        res.writeHead(attempt.status, { 'content-type': type, 'cache-control': 'no-cache' });
+        res.flushHeaders();
+        const facts: StreamFacts = { firstTokenAt: null, usage: null, contentEvents: 0 };
+        const source = attempt.stream.pipe(tapEvents(facts, rename, askUsage));
+        const complete = await new Promise<boolean>((resolve) => {
+          const broke = (err: Error) => {
+            if (!gone) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
+            res.destroy();
+            resolve(false);
+          };
+          attempt.stream.once('error', broke);
+          source.once('error', broke);
+          res.once('close', () => {
+            attempt.stream.destroy();
+            resolve(res.writableFinished);
+          });
+          source.pipe(res);
         });
-        source.pipe(res);
-      });
-      return;
+        const broken = !complete && !gone;
+        if (broken || serverFault) router.failed(state);
+        else router.succeeded(state);
+        sample(target.revision, broken ? 502 : attempt.status, broken || serverFault, facts.firstTokenAt, facts.usage ?? { prompt: 0, completion: facts.contentEvents });
+        return;
+      } finally {
+        state.outstanding--;
+      }
     }
   }
+  sample(lastRevision, 503, true, null, NONE);
   throw new AiplatError('unavailable', `The model "${model}" cannot answer now: ${lastError}`);
+}
+
+/** `max_tokens` (or `max_completion_tokens`) beyond what the model takes is refused before any replica is asked. */
+function checkLimits(body: Record<string, unknown>, targets: Target[]): void {
+  const limit = Math.min(...targets.map((t) => t.maxModelLen ?? Infinity));
+  if (!Number.isFinite(limit)) return;
+  for (const field of ['max_tokens', 'max_completion_tokens']) {
+    const asked = body[field];
+    if (typeof asked === 'number' && asked > limit) {
+      throw new AiplatError('validation_failed', `${field} is ${asked}, but the model takes at most ${limit} tokens (prompt and answer together)`, { field, openaiCode: 'context_length_exceeded' });
+    }
+  }
 }
 
 async function answerThroughAdapter(res: http.ServerResponse, attempt: Attempt, adapter: NonNullable<ServingRuntime['openai']>, path: string, request: Record<string, unknown>, model: string): Promise<void> {
@@ -350,12 +564,12 @@ export function asChunks(answer: Record<string, unknown>): Record<string, unknow
 }
 
 /** `GET /v1/models`: the served models the caller may call. */
-export async function listModels(ctx: RouteContext): Promise<Record<string, unknown>> {
+export async function listModels(ctx: RouteContext, may: (d: DeploymentRow) => boolean): Promise<Record<string, unknown>> {
   const rows = (await ctx.plugin.db(T.deployments).whereNot({ state: 'failed' }).orderBy('served_model_name')) as DeploymentRow[];
   return {
     object: 'list',
     data: rows
-      .filter((d) => ctx.can('serving:invoke', d.team_id))
+      .filter(may)
       .map((d) => ({ id: d.served_model_name, object: 'model', created: Math.floor(new Date(d.created_at).getTime() / 1000), owned_by: d.team_id })),
   };
 }

@@ -7,9 +7,12 @@
  *   executor, resources, replicas, options), its own service workload while it runs.
  */
 import type { Knex } from '@aiplat/plugin-sdk';
-import type { Deployment, DeploymentState, Revision, RevisionState, ServingResources, TrafficEntry } from '../api/index.js';
+import type { Deployment, DeploymentState, GatewaySettings, Revision, RevisionState, ServingResources, TrafficEntry } from '../api/index.js';
 
-export const T = { deployments: 'p_serving_deployments', revisions: 'p_serving_revisions' } as const;
+export const T = { deployments: 'p_serving_deployments', revisions: 'p_serving_revisions', keys: 'p_serving_api_keys', usage: 'p_serving_usage' } as const;
+
+/** A deployment's gateway settings when it has none of its own. */
+export const DEFAULT_GATEWAY: GatewaySettings = { balancing: 'round-robin', slo: { errorRate: null, p99LatencyMs: null, windowSeconds: 60 } };
 
 export interface DeploymentRow {
   id: string;
@@ -23,8 +26,40 @@ export interface DeploymentRow {
   pending: { revision: number; canaryWeight: number | null } | string | null;
   latest_revision: number;
   stopped: boolean;
+  gateway: GatewaySettings | string | null;
   created_at: Date | string;
   updated_at: Date | string;
+}
+
+export interface ApiKeyRow {
+  id: string;
+  team_id: string;
+  name: string;
+  prefix: string;
+  /** SHA-256 of the secret (hex): the secret is random, so a slow hash would add nothing. */
+  hash: string;
+  models: string[] | string;
+  expires_at: Date | string | null;
+  revoked_at: Date | string | null;
+  rpm: number | null;
+  tpm: number | null;
+  last_used_at: Date | string | null;
+  created_by: string | null;
+  created_at: Date | string;
+}
+
+/** Metered use per minute, deployment, revision and caller (an API key, or a platform user). */
+export interface UsageRow {
+  minute: Date | string;
+  deployment_id: string;
+  revision: number;
+  team_id: string;
+  key_id: string;
+  user_id: string;
+  requests: number;
+  errors: number;
+  prompt_tokens: number;
+  completion_tokens: number;
 }
 
 export interface RevisionRow {
@@ -46,6 +81,8 @@ export interface RevisionRow {
   workload_id: string | null;
   /** The name the engine knows the model by, when it is not the served name (`RuntimeLaunch.upstreamModel`). */
   upstream_model: string | null;
+  /** The model's context length (prompt + answer tokens), from its config; null when unknown. */
+  max_model_len: number | null;
   created_by: string | null;
   created_at: Date | string;
   /** When its current workload was submitted (the deploy, or the last start after a stop). */
@@ -100,6 +137,47 @@ export function migrations() {
           t.timestamp('ready_at', { useTz: true });
           t.timestamp('retired_at', { useTz: true });
           t.unique(['deployment_id', 'number']);
+        });
+      },
+    },
+    {
+      name: '0002_gateway',
+      async up(db: Knex) {
+        await db.schema.alterTable(T.deployments, (t) => {
+          t.jsonb('gateway');
+        });
+        await db.schema.alterTable(T.revisions, (t) => {
+          t.integer('max_model_len');
+        });
+        await db.schema.createTable(T.keys, (t) => {
+          t.text('id').primary();
+          t.text('team_id').notNullable().index();
+          t.text('name').notNullable();
+          t.text('prefix').notNullable();
+          t.text('hash').notNullable().unique();
+          t.jsonb('models').notNullable().defaultTo('[]');
+          t.timestamp('expires_at', { useTz: true });
+          t.timestamp('revoked_at', { useTz: true });
+          t.integer('rpm');
+          t.integer('tpm');
+          t.timestamp('last_used_at', { useTz: true });
+          t.text('created_by');
+          t.timestamp('created_at', { useTz: true }).notNullable().defaultTo(db.fn.now());
+        });
+        await db.schema.createTable(T.usage, (t) => {
+          t.timestamp('minute', { useTz: true }).notNullable();
+          t.text('deployment_id').notNullable();
+          t.integer('revision').notNullable();
+          t.text('team_id').notNullable();
+          // '' when the caller was a platform user (then user_id), or a key (then user_id is '').
+          t.text('key_id').notNullable();
+          t.text('user_id').notNullable();
+          t.bigInteger('requests').notNullable().defaultTo(0);
+          t.bigInteger('errors').notNullable().defaultTo(0);
+          t.bigInteger('prompt_tokens').notNullable().defaultTo(0);
+          t.bigInteger('completion_tokens').notNullable().defaultTo(0);
+          t.primary(['minute', 'deployment_id', 'revision', 'team_id', 'key_id', 'user_id']);
+          t.index(['team_id', 'minute']);
         });
       },
     },
@@ -164,10 +242,18 @@ export function toDeployment(d: DeploymentRow, primary: RevisionRow | undefined)
     modelVersion: primary?.model_version ?? '',
     modelName: primary?.model_name ?? '',
     modelVersionNumber: primary?.model_version_number ?? 0,
+    gateway: gatewayOf(d),
+    maxModelLen: primary?.max_model_len ?? null,
     createdBy: d.created_by,
     createdAt: iso(d.created_at)!,
     updatedAt: iso(d.updated_at)!,
   };
+}
+
+/** A deployment's gateway settings, defaults filled in. */
+export function gatewayOf(d: Pick<DeploymentRow, 'gateway'>): GatewaySettings {
+  const own = d.gateway ? parsed(d.gateway) : null;
+  return { balancing: own?.balancing ?? DEFAULT_GATEWAY.balancing, slo: { ...DEFAULT_GATEWAY.slo, ...(own?.slo ?? {}) } };
 }
 
 /** The revision number that carries most traffic, else the pending one, else the latest. */

@@ -105,7 +105,7 @@ describe('the /v1 alias answers OpenAI-style errors', () => {
     const res = await v1(JSON.stringify({ model: 'nobody', messages: [{ role: 'user', content: 'hi' }] }));
     expect(res.status).toBe(404);
     const body = (await res.json()) as { error: { message: string } };
-    expect(body).toMatchObject({ error: { type: 'invalid_request_error', param: null } });
+    expect(body).toMatchObject({ error: { type: 'invalid_request_error', param: 'model', code: 'model_not_found' } });
     expect(body.error.message).toMatch(/The model "nobody" does not exist/);
   });
 

@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
@@ -70,4 +71,19 @@ export function replicaPid(core: TestCore, workloadId: string, replica: number):
     .filter((d) => existsSync(path.join(d, 'child.pid')) && !existsSync(path.join(d, 'exit.json')));
   if (runs.length === 0) throw new Error(`no live run folder of replica ${replica} of ${workloadId}`);
   return Number(readFileSync(path.join(runs.at(-1)!, 'child.pid'), 'utf8').trim());
+}
+
+/** A model folder the models plugin accepts without weights worth loading (a Llama's config, one small tensor): for runtimes that never read it. */
+export async function configOnlyModel(folder: string, contextLength = 512): Promise<string> {
+  await mkdir(folder, { recursive: true });
+  await writeFile(
+    path.join(folder, 'config.json'),
+    JSON.stringify({ architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 2, vocab_size: 259, max_position_embeddings: contextLength, torch_dtype: 'float32' }),
+  );
+  // safetensors: an 8-byte little-endian header length, the JSON header, the tensor bytes.
+  const header = Buffer.from(JSON.stringify({ 'lm_head.weight': { dtype: 'F32', shape: [1, 4], data_offsets: [0, 16] } }));
+  const size = Buffer.alloc(8);
+  size.writeBigUInt64LE(BigInt(header.length));
+  await writeFile(path.join(folder, 'model.safetensors'), Buffer.concat([size, header, Buffer.alloc(16)]));
+  return folder;
 }

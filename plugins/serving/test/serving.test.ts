@@ -7,6 +7,7 @@
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestCore, type TestCore } from '@aiplat/testing';
 import { API, chat, cpuRuntimePython, registerVersions, replicaPid, repo, servesOnly, tinyModel, waitDeployment } from './harness.js';
@@ -102,6 +103,46 @@ describe('deployments on the CPU runtime', { timeout: 300_000 }, () => {
     // Lineage: model version → deployment revision.
     const lineage = await core.client.get(`/api/plugins/lineage/graph?kind=models.version&id=${v1}&direction=down`);
     expect(JSON.stringify(lineage.body)).toContain(`${id}@1`);
+  });
+
+  it('the official openai client, unchanged, gets streamed and whole answers with a gateway API key', async () => {
+    const key = await core.client.post(`${API}/keys`, { name: 'openai-client' });
+    expect(key.status, key.text).toBe(201);
+    const client = new OpenAI({ baseURL: `${core.url.replace(/\/$/, '')}/v1`, apiKey: key.body.secret, maxRetries: 0 });
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(['chat']);
+
+    const whole = await client.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 8, temperature: 0 });
+    expect(whole.object).toBe('chat.completion');
+    expect(whole.model).toBe('chat');
+    // Greedy: the same answer the platform user got through /v1.
+    expect(whole.choices[0]!.message.content).toBe(answerV1);
+    expect(whole.usage?.completion_tokens).toBeGreaterThan(0);
+
+    const stream = await client.chat.completions.create({ model: 'chat', messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 8, temperature: 0, stream: true });
+    let text = '';
+    let chunks = 0;
+    for await (const chunk of stream) {
+      chunks++;
+      expect(chunk.model).toBe('chat');
+      text += chunk.choices[0]?.delta?.content ?? '';
+    }
+    expect(chunks).toBeGreaterThanOrEqual(2);
+    // The same tokens; the tiny model's byte tokenizer may end a streamed piece inside a UTF-8
+    // character, which decodes as U+FFFD on its own: compared without those.
+    const printable = (t: string) => t.replace(/\uFFFD/g, '');
+    expect(printable(text)).toBe(printable(answerV1));
+    expect(printable(text).length).toBeGreaterThan(0);
+
+    // The client's own errors: a wrong key and an unknown model, as the OpenAI classes.
+    await expect(new OpenAI({ baseURL: client.baseURL, apiKey: 'sk-aiplat-wrong', maxRetries: 0 }).models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+
+    // Metered for the key's team: the usage report counts both calls with their tokens.
+    const usage = await core.client.get(`${API}/usage?groupBy=key`);
+    const mine = usage.body.items.find((i: any) => i.id === key.body.id);
+    expect(mine).toMatchObject({ name: 'openai-client', requests: 2 });
+    expect(mine.completionTokens).toBeGreaterThan(0);
   });
 
   it('a change makes a new revision that takes the traffic once ready; the old one stops', async () => {

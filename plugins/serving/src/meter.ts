@@ -1,0 +1,366 @@
+/**
+ * What the gateway saw: every request through `/v1` (and the playground) is one sample — its
+ * deployment, revision, caller, status, latency, time to first token and tokens. Samples feed:
+ *
+ * - live metrics per deployment and revision in 5-second steps over the last hour (QPS, p50/p99
+ *   latency, TTFT, tokens/s, error rate, the top callers), for the UI and `serving.sloBreached`;
+ * - Prometheus series in the core's `/metrics`;
+ * - metered usage per minute, deployment, revision and caller, written to `p_serving_usage` every
+ *   few seconds (added to what is there), for the usage and cost reports.
+ *
+ * Kept in this process: with several core processes each counts its own requests (Prometheus sums
+ * them; the usage table adds them up).
+ */
+import type { Knex, MetricSample } from '@aiplat/plugin-sdk';
+import type { DeploymentMetrics, GatewaySettings, MetricsPoint } from '../api/index.js';
+import { T } from './store.js';
+
+export const STEP_SECONDS = 5;
+const KEEP_STEPS = 3600 / STEP_SECONDS;
+/** Latencies kept per step and revision for the percentiles (a uniform sample beyond that). */
+const RESERVOIR = 512;
+
+export interface Caller {
+  /** The API key's id, or null for a platform user. */
+  keyId: string | null;
+  userId: string | null;
+  /** The key's name or the user's name. */
+  name: string;
+  team: string;
+}
+
+export interface Sample {
+  deploymentId: string;
+  /** The deployment's team (usage is billed to the caller's team: a key's team, else this). */
+  team: string;
+  revision: number;
+  caller: Caller;
+  status: number;
+  /** A failure of the model's side: status ≥ 500, an upstream that could not be reached, a cut stream. */
+  error: boolean;
+  latencyMs: number;
+  /** Streamed answers: time to the first token. */
+  ttftMs: number | null;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+interface Cell {
+  requests: number;
+  errors: number;
+  latencies: number[];
+  latencySeen: number;
+  ttfts: number[];
+  ttftSeen: number;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+interface Step {
+  /** Step index: epoch seconds / STEP_SECONDS. */
+  index: number;
+  revisions: Map<number, Cell>;
+  callers: Map<string, { caller: Caller; requests: number; tokens: number }>;
+}
+
+function cell(): Cell {
+  return { requests: 0, errors: 0, latencies: [], latencySeen: 0, ttfts: [], ttftSeen: 0, promptTokens: 0, completionTokens: 0 };
+}
+
+/** Keep a uniform sample of at most RESERVOIR values (Vitter's algorithm R). */
+function keep(list: number[], seen: number, value: number): void {
+  if (list.length < RESERVOIR) list.push(value);
+  else {
+    const j = Math.floor(Math.random() * seen);
+    if (j < RESERVOIR) list[j] = value;
+  }
+}
+
+function quantile(sorted: number[], q: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+const round = (v: number, digits = 3) => Math.round(v * 10 ** digits) / 10 ** digits;
+
+function pointOf(at: number, cells: Cell[], seconds: number): MetricsPoint {
+  let requests = 0;
+  let errors = 0;
+  let promptTokens = 0;
+  let completionTokens = 0;
+  const latencies: number[] = [];
+  const ttfts: number[] = [];
+  for (const c of cells) {
+    requests += c.requests;
+    errors += c.errors;
+    promptTokens += c.promptTokens;
+    completionTokens += c.completionTokens;
+    for (const v of c.latencies) latencies.push(v);
+    for (const v of c.ttfts) ttfts.push(v);
+  }
+  latencies.sort((a, b) => a - b);
+  ttfts.sort((a, b) => a - b);
+  const p = (v: number | null) => (v === null ? null : round(v, 2));
+  return {
+    at: new Date(at * 1000).toISOString(),
+    requests,
+    qps: round(requests / seconds),
+    errors,
+    errorRate: requests ? round(errors / requests, 4) : 0,
+    p50Ms: p(quantile(latencies, 0.5)),
+    p99Ms: p(quantile(latencies, 0.99)),
+    ttftMs: p(quantile(ttfts, 0.5)),
+    tokensPerSecond: round(completionTokens / seconds),
+    promptTokens,
+    completionTokens,
+  };
+}
+
+interface UsageCell {
+  minute: string;
+  deployment_id: string;
+  revision: number;
+  team_id: string;
+  key_id: string;
+  user_id: string;
+  requests: number;
+  errors: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+interface Totals {
+  requests: Map<string, number>;
+  tokens: Map<string, number>;
+  durationSum: Map<string, number>;
+  durationCount: Map<string, number>;
+}
+
+export class Meter {
+  private readonly steps = new Map<string, Step[]>();
+  private usage = new Map<string, UsageCell>();
+  private lastUsed = new Map<string, number>();
+  /** Cumulative counters for Prometheus, by label set. */
+  private readonly totals: Totals = { requests: new Map(), tokens: new Map(), durationSum: new Map(), durationCount: new Map() };
+  /** Deployment names for labels (kept by the plugin as deployments are read). */
+  readonly names = new Map<string, string>();
+
+  record(s: Sample): void {
+    const now = Date.now();
+    const index = Math.floor(now / 1000 / STEP_SECONDS);
+    let list = this.steps.get(s.deploymentId);
+    if (!list) this.steps.set(s.deploymentId, (list = []));
+    let step = list.at(-1);
+    if (!step || step.index !== index) {
+      step = { index, revisions: new Map(), callers: new Map() };
+      list.push(step);
+      while (list.length > 0 && list[0]!.index <= index - KEEP_STEPS) list.shift();
+    }
+    let c = step.revisions.get(s.revision);
+    if (!c) step.revisions.set(s.revision, (c = cell()));
+    c.requests++;
+    if (s.error) c.errors++;
+    keep(c.latencies, ++c.latencySeen, s.latencyMs);
+    if (s.ttftMs !== null) keep(c.ttfts, ++c.ttftSeen, s.ttftMs);
+    c.promptTokens += s.promptTokens;
+    c.completionTokens += s.completionTokens;
+    const who = s.caller.keyId ? `k:${s.caller.keyId}` : `u:${s.caller.userId ?? ''}`;
+    const caller = step.callers.get(who);
+    const tokens = s.promptTokens + s.completionTokens;
+    if (caller) {
+      caller.requests++;
+      caller.tokens += tokens;
+    } else step.callers.set(who, { caller: s.caller, requests: 1, tokens });
+
+    // Metered usage, per minute.
+    const minute = new Date(Math.floor(now / 60_000) * 60_000).toISOString();
+    const team = s.caller.keyId ? s.caller.team : s.team;
+    const key = `${minute}|${s.deploymentId}|${s.revision}|${team}|${s.caller.keyId ?? ''}|${s.caller.keyId ? '' : (s.caller.userId ?? '')}`;
+    let u = this.usage.get(key);
+    if (!u) {
+      u = { minute, deployment_id: s.deploymentId, revision: s.revision, team_id: team, key_id: s.caller.keyId ?? '', user_id: s.caller.keyId ? '' : (s.caller.userId ?? ''), requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
+      this.usage.set(key, u);
+    }
+    u.requests++;
+    if (s.error) u.errors++;
+    u.prompt_tokens += s.promptTokens;
+    u.completion_tokens += s.completionTokens;
+    if (s.caller.keyId) this.lastUsed.set(s.caller.keyId, now);
+
+    // Prometheus.
+    const name = this.names.get(s.deploymentId) ?? s.deploymentId;
+    const labels = `${name}\u0000${s.revision}`;
+    const cls = s.error ? 'error' : s.status >= 400 ? '4xx' : 'ok';
+    add(this.totals.requests, `${labels}\u0000${cls}`, 1);
+    add(this.totals.tokens, `${labels}\u0000prompt`, s.promptTokens);
+    add(this.totals.tokens, `${labels}\u0000completion`, s.completionTokens);
+    add(this.totals.durationSum, labels, s.latencyMs / 1000);
+    add(this.totals.durationCount, labels, 1);
+  }
+
+  /** The steps of a deployment within the last `windowSeconds`. */
+  private recent(deploymentId: string, windowSeconds: number): { steps: Step[]; first: number; last: number } {
+    const last = Math.floor(Date.now() / 1000 / STEP_SECONDS);
+    const first = last - Math.ceil(windowSeconds / STEP_SECONDS) + 1;
+    return { steps: (this.steps.get(deploymentId) ?? []).filter((s) => s.index >= first), first, last };
+  }
+
+  /** The live view of a deployment over the last `windowSeconds`. */
+  metrics(deploymentId: string, windowSeconds: number): Omit<DeploymentMetrics, 'replicas' | 'slo'> {
+    const { steps, first, last } = this.recent(deploymentId, windowSeconds);
+    const byIndex = new Map(steps.map((s) => [s.index, s]));
+    const revisions = new Set<number>();
+    for (const s of steps) for (const r of s.revisions.keys()) revisions.add(r);
+    const points: MetricsPoint[] = [];
+    const perRevision = new Map<number, MetricsPoint[]>([...revisions].map((r) => [r, []]));
+    for (let i = first; i <= last; i++) {
+      const s = byIndex.get(i);
+      const at = i * STEP_SECONDS;
+      points.push(pointOf(at, s ? [...s.revisions.values()] : [], STEP_SECONDS));
+      for (const r of revisions) perRevision.get(r)!.push(pointOf(at, s?.revisions.get(r) ? [s.revisions.get(r)!] : [], STEP_SECONDS));
+    }
+    const callers = new Map<string, { caller: Caller; requests: number; tokens: number }>();
+    for (const s of steps)
+      for (const [who, c] of s.callers) {
+        const sum = callers.get(who);
+        if (sum) {
+          sum.requests += c.requests;
+          sum.tokens += c.tokens;
+        } else callers.set(who, { ...c });
+      }
+    const seconds = (last - first + 1) * STEP_SECONDS;
+    return {
+      deploymentId,
+      windowSeconds: seconds,
+      stepSeconds: STEP_SECONDS,
+      points,
+      revisions: [...perRevision].sort((a, b) => a[0] - b[0]).map(([revision, pts]) => ({ revision, points: pts })),
+      totals: pointOf(first * STEP_SECONDS, steps.flatMap((s) => [...s.revisions.values()]), seconds),
+      topKeys: [...callers.values()]
+        .sort((a, b) => b.requests - a.requests || b.tokens - a.tokens)
+        .slice(0, 10)
+        .map((c) => ({ keyId: c.caller.keyId, name: c.caller.name, team: c.caller.team, requests: c.requests, totalTokens: c.tokens })),
+    };
+  }
+
+  /** The window's totals, for the objectives (the steps that cover at least the window). */
+  observed(deploymentId: string, windowSeconds: number): { requests: number; errorRate: number; p99Ms: number | null } {
+    const { steps } = this.recent(deploymentId, windowSeconds + STEP_SECONDS);
+    const p = pointOf(0, steps.flatMap((s) => [...s.revisions.values()]), windowSeconds);
+    return { requests: p.requests, errorRate: p.errorRate, p99Ms: p.p99Ms };
+  }
+
+  deployments(): string[] {
+    return [...this.steps.keys()];
+  }
+
+  /** Write the metered minutes to the usage table (added to what is there) and the keys' last use. */
+  async flush(db: Knex): Promise<void> {
+    if (this.usage.size === 0 && this.lastUsed.size === 0) return;
+    const rows = [...this.usage.values()];
+    const used = this.lastUsed;
+    this.usage = new Map();
+    this.lastUsed = new Map();
+    try {
+      if (rows.length) {
+        await db(T.usage)
+          .insert(rows)
+          .onConflict(['minute', 'deployment_id', 'revision', 'team_id', 'key_id', 'user_id'])
+          .merge({
+            requests: db.raw('?? + excluded.requests', [`${T.usage}.requests`]),
+            errors: db.raw('?? + excluded.errors', [`${T.usage}.errors`]),
+            prompt_tokens: db.raw('?? + excluded.prompt_tokens', [`${T.usage}.prompt_tokens`]),
+            completion_tokens: db.raw('?? + excluded.completion_tokens', [`${T.usage}.completion_tokens`]),
+          });
+      }
+      for (const [id, at] of used) await db(T.keys).where({ id }).update({ last_used_at: new Date(at).toISOString() });
+    } catch (err) {
+      // Not lost: counted again at the next flush.
+      for (const r of rows) {
+        const key = `${r.minute}|${r.deployment_id}|${r.revision}|${r.team_id}|${r.key_id}|${r.user_id}`;
+        const now = this.usage.get(key);
+        if (now) {
+          now.requests += r.requests;
+          now.errors += r.errors;
+          now.prompt_tokens += r.prompt_tokens;
+          now.completion_tokens += r.completion_tokens;
+        } else this.usage.set(key, r);
+      }
+      for (const [id, at] of used) if (!this.lastUsed.has(id)) this.lastUsed.set(id, at);
+      throw err;
+    }
+  }
+
+  /** Prometheus samples: cumulative counters and the last minute's quantiles. */
+  prometheus(): {
+    requests: MetricSample[];
+    tokens: MetricSample[];
+    duration: MetricSample[];
+    ttft: MetricSample[];
+    qps: MetricSample[];
+    errorRate: MetricSample[];
+  } {
+    const split = (k: string) => k.split('\u0000');
+    const requests = [...this.totals.requests].map(([k, value]) => {
+      const [deployment, revision, outcome] = split(k);
+      return { labels: { deployment: deployment!, revision: revision!, outcome: outcome! }, value };
+    });
+    const tokens = [...this.totals.tokens].map(([k, value]) => {
+      const [deployment, revision, kind] = split(k);
+      return { labels: { deployment: deployment!, revision: revision!, kind: kind! }, value };
+    });
+    const duration: MetricSample[] = [];
+    const ttft: MetricSample[] = [];
+    const qps: MetricSample[] = [];
+    const errorRate: MetricSample[] = [];
+    for (const [k, sum] of this.totals.durationSum) {
+      const [deployment, revision] = split(k);
+      const labels = { deployment: deployment!, revision: revision! };
+      duration.push({ labels, value: sum, suffix: '_sum' }, { labels, value: this.totals.durationCount.get(k) ?? 0, suffix: '_count' });
+    }
+    for (const id of this.steps.keys()) {
+      const m = this.metrics(id, 60);
+      const deployment = this.names.get(id) ?? id;
+      for (const r of m.revisions) {
+        const all = r.points;
+        const reqs = all.reduce((a, x) => a + x.requests, 0);
+        const errs = all.reduce((a, x) => a + x.errors, 0);
+        const labels = { deployment, revision: String(r.revision) };
+        qps.push({ labels, value: round(reqs / m.windowSeconds) });
+        errorRate.push({ labels, value: reqs ? round(errs / reqs, 4) : 0 });
+      }
+      const { steps } = this.recent(id, 60);
+      const byRevision = new Map<number, Cell[]>();
+      for (const s of steps) for (const [r, c] of s.revisions) byRevision.set(r, [...(byRevision.get(r) ?? []), c]);
+      for (const [r, cells] of byRevision) {
+        const lat = cells.flatMap((c) => c.latencies).sort((a, b) => a - b);
+        const tt = cells.flatMap((c) => c.ttfts).sort((a, b) => a - b);
+        for (const q of [0.5, 0.99]) {
+          const labels = { deployment, revision: String(r), quantile: String(q) };
+          const l = quantile(lat, q);
+          if (l !== null) duration.push({ labels, value: l / 1000 });
+          const t = quantile(tt, q);
+          if (t !== null) ttft.push({ labels, value: t / 1000 });
+        }
+      }
+    }
+    return { requests, tokens, duration, ttft, qps, errorRate };
+  }
+
+  /** Forget a deleted deployment's live view (its metered usage stays). */
+  forget(deploymentId: string): void {
+    this.steps.delete(deploymentId);
+  }
+}
+
+function add(map: Map<string, number>, key: string, value: number): void {
+  map.set(key, (map.get(key) ?? 0) + value);
+}
+
+/** Which objective a window breaks, if any (error rate first). */
+export function breachOf(slo: GatewaySettings['slo'], observed: { requests: number; errorRate: number; p99Ms: number | null }): { objective: 'errorRate' | 'p99LatencyMs'; limit: number; observed: number } | null {
+  if (observed.requests === 0) return null;
+  if (slo.errorRate !== null && observed.errorRate > slo.errorRate) return { objective: 'errorRate', limit: slo.errorRate, observed: observed.errorRate };
+  if (slo.p99LatencyMs !== null && observed.p99Ms !== null && observed.p99Ms > slo.p99LatencyMs) return { objective: 'p99LatencyMs', limit: slo.p99LatencyMs, observed: observed.p99Ms };
+  return null;
+}
