@@ -4,11 +4,13 @@
  * (bench/fixtures/openai-responder.mjs; it measures the gateway, not a model), deployed through the
  * real platform (a real core in its own process, embedded database; the models and serving plugins
  * and the bench-only runtime plugin bench/fixtures/serving-responder), so the gateway forwards to a
- * ready replica of a real deployment. Three targets, all reaching that very replica process:
+ * ready replica of a real deployment. Four targets, all reaching that very replica process:
  *
  * - `direct`: the replica's own port;
- * - `gateway`: the core's `POST /v1/chat/completions` with a bearer token (auth, permission, route
- *   lookup, replica choice, forwarding);
+ * - `gateway`: the core's `POST /v1/chat/completions` with a team API key, as OpenAI clients call
+ *   it (key lookup, route lookup, replica choice, forwarding, metering);
+ * - `node-proxy`: the floor for any gateway on Node's http module: a reverse proxy with nothing in it
+ *   (bench/fixtures/node-proxy.mjs, its own process, kept-alive upstream connections);
  * - `nginx`: Debian's nginx as a plain reverse proxy (one worker, upstream keep-alive, no
  *   buffering), the yardstick (installed by bench/fixtures/provision-nginx.sh when missing).
  *
@@ -92,7 +94,7 @@ const GOALS = { addedP50Ms: 1, addedP99Ms: 5, throughputVsNginx: 0.5, addedTtfbM
 const ANCHORS = { tensorzeroP50Ms: 0.35, litellmP50Ms: 4 };
 const MODEL = 'bench-gateway';
 
-type TargetName = 'direct' | 'gateway' | 'nginx';
+type TargetName = 'direct' | 'gateway' | 'nginx' | 'node-proxy';
 interface Target {
   name: TargetName;
   port: number;
@@ -451,10 +453,22 @@ for (;;) {
 const deployReadyMs = performance.now() - deployT0;
 const upstreamPid = responderPid(core.pid);
 
+// The gateway as OpenAI clients call it: with a team API key (no rate limit on it; metered).
+const key = await api<{ secret: string }>('POST', '/api/plugins/serving/keys', { name: 'bench-gateway' });
 const targets: Target[] = [
   { name: 'direct', port: replicaPort, path: '/v1/chat/completions', headers: {}, pid: upstreamPid },
-  { name: 'gateway', port: corePort, path: '/v1/chat/completions', headers: auth, pid: core.pid },
+  { name: 'gateway', port: corePort, path: '/v1/chat/completions', headers: { authorization: `Bearer ${key.secret}` }, pid: core.pid },
 ];
+// The floor for a gateway on Node's http module: a bare reverse proxy with nothing in it.
+const nodeProxyPort = await freePort();
+const nodeProxy = spawn(process.execPath, [path.join(REPO_ROOT, 'bench', 'fixtures', 'node-proxy.mjs')], { env: { ...process.env, PORT: String(nodeProxyPort), UPSTREAM_PORT: String(replicaPort) }, stdio: ['ignore', 'pipe', 'inherit'] });
+process.once('exit', () => nodeProxy.kill('SIGKILL'));
+await new Promise<void>((resolve, reject) => {
+  nodeProxy.stdout!.once('data', () => resolve());
+  nodeProxy.once('exit', (code) => reject(new Error(`node-proxy exited (${code})`)));
+});
+nodeProxy.stdout!.resume();
+targets.push({ name: 'node-proxy', port: nodeProxyPort, path: '/v1/chat/completions', headers: {}, pid: nodeProxy.pid });
 let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
 const nginxDir = makeTempDataDir('gateway-nginx');
 if (nginxBinary) {
@@ -463,7 +477,8 @@ if (nginxBinary) {
 }
 process.stdout.write(
   `deployment ${MODEL} ready in ${fmt(deployReadyMs / 1000, 2)} s; replica on :${replicaPort}${upstreamPid ? ` (pid ${upstreamPid})` : ''}; gateway :${corePort} (log level ${LOG_LEVEL})` +
-    (nginx ? `; ${nginx.version} on :${targets[2]!.port}` : '; nginx skipped') +
+    `; bare Node proxy :${nodeProxyPort}` +
+    (nginx ? `; ${nginx.version} on :${nginx.port}` : '; nginx skipped') +
     '\n',
 );
 
@@ -540,7 +555,7 @@ process.stdout.write(
       row(`req/s at saturation (${CONNECTIONS} conns, ${DURATION} s)`, 'rps', 0),
       row('saturation latency p50 (ms, 1 ms res.)', 'saturationLatencyP50Ms', 0),
       row('saturation latency p99 (ms, 1 ms res.)', 'saturationLatencyP99Ms', 0),
-      row('proxy CPU/req (µs: core / nginx worker)', 'cpuUsPerRequest', 1, true),
+      row('proxy CPU/req (µs: core / Node proxy / nginx worker)', 'cpuUsPerRequest', 1, true),
       row('upstream CPU/req (µs)', 'upstreamCpuUsPerRequest', 1),
     ]) +
     '\n\n',
@@ -550,6 +565,7 @@ const g = summary.gateway!;
 const d = summary.direct!;
 const n = nginx ? summary.nginx : undefined;
 const ratio = n ? g.rps! / n.rps! : undefined;
+const bare = summary['node-proxy']!;
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
 const lines = [
   `${verdict(g.addedP50Ms! <= GOALS.addedP50Ms)}: gateway added latency p50 ${ms(g.addedP50Ms)} ms (goal ≤ ${GOALS.addedP50Ms} ms${n ? `; nginx adds ${ms(n.addedP50Ms)} ms` : ''}; anchors: TensorZero ${ANCHORS.tensorzeroP50Ms} ms, LiteLLM ≈ ${ANCHORS.litellmP50Ms} ms)`,
@@ -557,6 +573,7 @@ const lines = [
   ratio === undefined
     ? `SKIP: throughput at saturation vs nginx (nginx not available); gateway ${ms(g.rps, 0)} req/s, direct ${ms(d.rps, 0)} req/s`
     : `${verdict(ratio >= GOALS.throughputVsNginx)}: throughput at saturation gateway/nginx ${fmt(ratio, 3)} (${ms(g.rps, 0)} vs ${ms(n!.rps, 0)} req/s; goal ≥ ${GOALS.throughputVsNginx}; direct ${ms(d.rps, 0)} req/s)`,
+  `INFO: a bare Node reverse proxy (nothing in it) does ${ms(bare.rps, 0)} req/s${n ? ` = ${fmt(bare.rps! / n.rps!, 3)} × nginx` : ''}; the gateway does ${fmt(g.rps! / bare.rps!, 3)} × that (CPU per request: gateway ${ms(g.cpuUsPerRequest, 1)} µs, bare Node proxy ${ms(bare.cpuUsPerRequest, 1)} µs)`,
   `${verdict(g.addedStreamTtfbP50Ms! <= GOALS.addedTtfbMs)}: streaming time to first byte added p50 ${ms(g.addedStreamTtfbP50Ms)} ms (goal ≤ ${GOALS.addedTtfbMs} ms${n ? `; nginx adds ${ms(n.addedStreamTtfbP50Ms)} ms` : ''})`,
 ];
 
@@ -570,6 +587,7 @@ if (upstreamPid !== undefined && readOr(`/proc/${upstreamPid}/cmdline`).includes
     // already gone
   }
 }
+nodeProxy.kill('SIGTERM');
 if (nginx) {
   nginx.child.kill('SIGQUIT');
   await new Promise((r) => (nginx!.child.exitCode !== null ? r(undefined) : nginx!.child.once('exit', r)));
@@ -581,6 +599,8 @@ const file = writeResult('gateway', {
   deployReadyMs,
   summary,
   throughputRatioGatewayVsNginx: ratio,
+  throughputRatioGatewayVsBareNodeProxy: g.rps! / bare.rps!,
+  throughputRatioBareNodeProxyVsNginx: n ? bare.rps! / n.rps! : undefined,
   goals: {
     ...GOALS,
     met: {

@@ -3,8 +3,25 @@
  * imports) and what only the UI needs: the models plugin's answers the pickers read, workload logs,
  * the request bodies, and small helpers shared by the pages.
  */
-export type { ApiDocs, Deployment, DeploymentDetail, DeploymentState, ReplicaStatus, Revision, RevisionState, RuntimeInfo, ServingResources, TrafficEntry } from '../../api/types.ts';
-import type { Deployment, DeploymentState, Revision, RevisionState, ServingResources, TrafficEntry } from '../../api/types.ts';
+export type {
+  ApiDocs,
+  ApiKey,
+  CreatedApiKey,
+  Deployment,
+  DeploymentDetail,
+  DeploymentMetrics,
+  DeploymentState,
+  GatewaySettings,
+  MetricsPoint,
+  ReplicaStatus,
+  Revision,
+  RevisionState,
+  RuntimeInfo,
+  ServingResources,
+  TrafficEntry,
+  UsageReport,
+} from '../../api/types.ts';
+import type { ApiKey, Deployment, DeploymentState, Revision, RevisionState, ServingResources, TrafficEntry } from '../../api/types.ts';
 
 export const DEPLOYMENT_STATES: DeploymentState[] = ['deploying', 'ready', 'degraded', 'failed', 'stopped'];
 
@@ -19,6 +36,8 @@ export const STATE_TAG: Record<DeploymentState | RevisionState, TagType> = {
   stopped: 'info',
   retired: 'info',
 };
+/** The colour of an API key's status. */
+export const KEY_STATUS_TAG: Record<ApiKey['status'], TagType> = { active: 'success', expired: 'warning', revoked: 'info' };
 /** The colour of a replica's scheduler state. */
 export const REPLICA_TAG: Record<string, TagType> = { placed: 'info', starting: 'primary', running: 'primary', ready: 'success', exited: 'info', lost: 'danger' };
 
