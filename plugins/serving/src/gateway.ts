@@ -231,9 +231,9 @@ export function registerGatewayRoutes(env: PluginRegisterEnv, o: GatewayRoutesOp
       body: passthrough(),
       handler: async (ctx) => {
         const who = await gateway.authorize(ctx);
-        const body = await readJsonBody(ctx);
+        const { body, raw } = await readJsonBody(ctx);
         const onTokens = await gateway.limit(ctx, who.key);
-        await forward(ctx, router, o.settings(ctx.plugin), sub, body, { caller: who.caller, may: who.may, meter: gateway.meter, onTokens });
+        await forward(ctx, router, o.settings(ctx.plugin), sub, body, { caller: who.caller, may: who.may, meter: gateway.meter, onTokens, raw });
       },
     });
   }
@@ -259,7 +259,7 @@ export function registerGatewayRoutes(env: PluginRegisterEnv, o: GatewayRoutesOp
       handler: async (ctx) => {
         const q = ctx.query as { deployment: string; revision?: number };
         const row = await o.deploymentOr404(ctx, q.deployment, 'serving:invoke');
-        const body = await readJsonBody(ctx);
+        const { body } = await readJsonBody(ctx);
         const user = ctx.user!;
         await forward(ctx, router, o.settings(ctx.plugin), sub, { ...body, model: row.served_model_name }, {
           caller: { keyId: null, userId: user.id, name: user.username, team: row.team_id },

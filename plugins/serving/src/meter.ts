@@ -145,6 +145,15 @@ export class Meter {
   /** Deployment names for labels (kept by the plugin as deployments are read). */
   readonly names = new Map<string, string>();
 
+  private minute = { start: 0, iso: '' };
+
+  /** The minute's start as ISO text, made once a minute. */
+  private minuteOf(now: number): string {
+    const start = Math.floor(now / 60_000) * 60_000;
+    if (start !== this.minute.start) this.minute = { start, iso: new Date(start).toISOString() };
+    return this.minute.iso;
+  }
+
   record(s: Sample): void {
     const now = Date.now();
     const index = Math.floor(now / 1000 / STEP_SECONDS);
@@ -173,7 +182,7 @@ export class Meter {
     } else step.callers.set(who, { caller: s.caller, requests: 1, tokens });
 
     // Metered usage, per minute.
-    const minute = new Date(Math.floor(now / 60_000) * 60_000).toISOString();
+    const minute = this.minuteOf(now);
     const team = s.caller.keyId ? s.caller.team : s.team;
     const key = `${minute}|${s.deploymentId}|${s.revision}|${team}|${s.caller.keyId ?? ''}|${s.caller.keyId ? '' : (s.caller.userId ?? '')}`;
     let u = this.usage.get(key);

@@ -202,23 +202,42 @@ function probe(state: ReplicaState): Promise<boolean> {
   });
 }
 
-/** The request body, at most `MAX_REQUEST_BYTES`, parsed as a JSON object. */
-export async function readJsonBody(ctx: RouteContext): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_REQUEST_BYTES) throw new AiplatError('payload_too_large', `The request body is larger than ${MAX_REQUEST_BYTES / 1024 / 1024} MiB`);
-    chunks.push(chunk);
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new AiplatError('invalid_json', 'The request body is not valid JSON');
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AiplatError('validation_failed', 'The request body must be a JSON object', { field: 'body' });
-  return body as Record<string, unknown>;
+/**
+ * The request body, at most `MAX_REQUEST_BYTES`, parsed as a JSON object; with its bytes, which go
+ * on to the replica as they are when nothing in them changes. Past the limit the rest is read and
+ * dropped, and the caller answers 413.
+ */
+export function readJsonBody(ctx: RouteContext): Promise<{ body: Record<string, unknown>; raw: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = ctx.req;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size > MAX_REQUEST_BYTES) {
+        over = true;
+        chunks.length = 0;
+        reject(new AiplatError('payload_too_large', `The request body is larger than ${MAX_REQUEST_BYTES / 1024 / 1024} MiB`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('error', reject);
+    req.once('end', () => {
+      if (over) return;
+      const raw = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+      let body: unknown;
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        return reject(new AiplatError('invalid_json', 'The request body is not valid JSON'));
+      }
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) return reject(new AiplatError('validation_failed', 'The request body must be a JSON object', { field: 'body' }));
+      resolve({ body: body as Record<string, unknown>, raw });
+    });
+  });
 }
 
 /** An OpenAI-style error written by hand (after the route took over the response). */
@@ -348,6 +367,8 @@ export interface ForwardOptions {
   meter: Meter;
   /** The tokens an answer used (prompt + completion), for the caller's token budget. */
   onTokens?(total: number): void;
+  /** The request's bytes as the client sent them, when `body` is them unchanged: sent on as they are where the gateway changes nothing. */
+  raw?: Buffer;
 }
 
 /**
@@ -413,7 +434,7 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
     const askUsage = streaming && !adapter && !(body.stream_options as { include_usage?: unknown } | undefined)?.include_usage;
     const upstreamBody = { ...body, ...(target.upstreamModel ? { model: target.upstreamModel } : {}), ...(askUsage ? { stream_options: { ...(body.stream_options as object | undefined), include_usage: true } } : {}) };
     const request = adapter ? adapter.request(path, upstreamBody, { servedModelName: model }) : { path: `/v1${path}`, body: upstreamBody };
-    const payload = Buffer.from(JSON.stringify(request.body));
+    const payload = options.raw && !adapter && !askUsage && !target.upstreamModel ? options.raw : Buffer.from(JSON.stringify(request.body));
     for (const replica of replicas) {
       const state = replica.state;
       let attempt: Attempt;

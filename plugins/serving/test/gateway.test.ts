@@ -132,6 +132,11 @@ describe('the OpenAI-compatible gateway', { timeout: 240_000 }, () => {
     const noModel = await v1('/chat/completions', { messages: [] });
     expect(noModel.status).toBe(400);
     expect(noModel.json).toMatchObject({ error: { param: 'model' } });
+    // Larger than 16 MiB: refused with 413 (the rest of the body is read and dropped), the connection answered.
+    const huge = await v1('/chat/completions', JSON.stringify(chatBody({ messages: [{ role: 'user', content: 'x'.repeat(17 * 1024 * 1024) }] })));
+    expect(huge.status).toBe(413);
+    expect(huge.json).toMatchObject({ error: { type: 'invalid_request_error', code: 'payload_too_large' } });
+    expect(huge.json.error.message).toContain('16 MiB');
     // The replica's own refusal comes back as it is (status and body).
     const refused = await v1('/chat/completions', chatBody({ responder: { status: 422 } }));
     expect(refused.status).toBe(422);
