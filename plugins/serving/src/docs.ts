@@ -100,7 +100,7 @@ export function openApiOf(input: { baseUrl: string; model: string; deployment: s
   paths['/models'] = { get: { operationId: 'listModels', summary: 'The models you may call', responses: { '200': { description: 'A list of models' } } } };
   return {
     openapi: '3.1.0',
-    info: { title: `${input.deployment} (${input.model})`, version: `revision ${input.revision}`, description: `OpenAI-compatible API of the deployment ${input.deployment}, served by the ${input.runtime?.id ?? 'unknown'} runtime. Authenticate with an API token: \`Authorization: Bearer <token>\`.` },
+    info: { title: `${input.deployment} (${input.model})`, version: `revision ${input.revision}`, description: `OpenAI-compatible API of the deployment ${input.deployment}, served by the ${input.runtime?.id ?? 'unknown'} runtime. Authenticate with a gateway API key of the deployment's team (Serving → API keys): \`Authorization: Bearer sk-aiplat-…\`; a platform API token also works.` },
     servers: [{ url: input.baseUrl }],
     security: [{ bearer: [] }],
     paths,
@@ -148,19 +148,19 @@ export function snippetsOf(baseUrl: string, model: string): ApiDocs['snippets'] 
       id: 'curl',
       title: 'curl',
       language: 'bash',
-      code: `curl ${baseUrl}/chat/completions \\\n  -H "Authorization: Bearer $AIPLAT_TOKEN" \\\n  -H "Content-Type: application/json" \\\n  -d '${body}'`,
+      code: `curl ${baseUrl}/chat/completions \\\n  -H "Authorization: Bearer $AIPLAT_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '${body}'`,
     },
     {
       id: 'python',
       title: 'Python (openai)',
       language: 'python',
-      code: `import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${baseUrl}", api_key=os.environ["AIPLAT_TOKEN"])\nanswer = client.chat.completions.create(\n    model="${model}",\n    messages=[{"role": "user", "content": "Hello!"}],\n    max_tokens=64,\n)\nprint(answer.choices[0].message.content)\n`,
+      code: `import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${baseUrl}", api_key=os.environ["AIPLAT_API_KEY"])\nanswer = client.chat.completions.create(\n    model="${model}",\n    messages=[{"role": "user", "content": "Hello!"}],\n    max_tokens=64,\n)\nprint(answer.choices[0].message.content)\n`,
     },
     {
       id: 'javascript',
       title: 'JavaScript (openai)',
       language: 'javascript',
-      code: `import OpenAI from 'openai';\n\nconst client = new OpenAI({ baseURL: '${baseUrl}', apiKey: process.env.AIPLAT_TOKEN });\nconst answer = await client.chat.completions.create({\n  model: '${model}',\n  messages: [{ role: 'user', content: 'Hello!' }],\n  max_tokens: 64,\n});\nconsole.log(answer.choices[0].message.content);\n`,
+      code: `import OpenAI from 'openai';\n\nconst client = new OpenAI({ baseURL: '${baseUrl}', apiKey: process.env.AIPLAT_API_KEY });\nconst answer = await client.chat.completions.create({\n  model: '${model}',\n  messages: [{ role: 'user', content: 'Hello!' }],\n  max_tokens: 64,\n});\nconsole.log(answer.choices[0].message.content);\n`,
     },
   ];
 }

@@ -5,7 +5,7 @@
  * as code against `/v1` (curl, Python `openai`, JavaScript `openai`) with the API key left to an
  * environment variable.
  */
-import { EventSourceParserStream } from 'eventsource-parser/stream';
+import { createParser } from 'eventsource-parser';
 import type { ApiClient } from '@aiplat/plugin-sdk/web';
 
 export interface ChatMessage {
@@ -52,12 +52,16 @@ interface Chunk {
 
 /** The `data:` payloads of a Server-Sent Events body, one per event, as they arrive (parsed by eventsource-parser). */
 export async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const reader = body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const events: string[] = [];
+  const parser = createParser({ onEvent: (event) => events.push(event.data) });
   try {
     for (;;) {
       const { value, done } = await reader.read();
+      parser.feed(done ? decoder.decode() : decoder.decode(value, { stream: true }));
+      while (events.length) yield events.shift()!;
       if (done) return;
-      yield value.data;
     }
   } finally {
     reader.releaseLock();

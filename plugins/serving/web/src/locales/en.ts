@@ -288,7 +288,7 @@ export default {
   docs: {
     baseUrl: 'Base URL',
     model: 'Model name',
-    hint: 'An OpenAI-compatible API: any OpenAI client works with this base URL, the model name and an API token of yours.',
+    hint: 'An OpenAI-compatible API: any OpenAI client works with this base URL, the model name and an API key of the team (Serving → API keys; put it in AIPLAT_API_KEY).',
     copy: 'Copy',
     copied: 'Copied',
     openapi: 'OpenAPI document',

@@ -288,7 +288,7 @@ export default {
   docs: {
     baseUrl: '基础 URL',
     model: '模型名',
-    hint: '兼容 OpenAI 的 API：任何 OpenAI 客户端使用此 Base URL、模型名和你的 API 令牌即可调用。',
+    hint: '兼容 OpenAI 的 API：任何 OpenAI 客户端使用此 Base URL、模型名和团队的 API 密钥（推理服务 → API 密钥；放入 AIPLAT_API_KEY 环境变量）即可调用。',
     copy: '复制',
     copied: '已复制',
     openapi: 'OpenAPI 文档',
