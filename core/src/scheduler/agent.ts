@@ -196,26 +196,32 @@ export class Agent {
     for (const row of rows) {
       const executor = this.executor(row.executor);
       const key = keyOf(row.workload_id, row.replica, row.epoch);
-      if (this.live.has(key) || this.launching.has(key) || this.settling.has(key)) continue;
       if (!executor && this.recovered) continue; // a plugin disabled for a while: it re-attaches when enabled again
-      if (!executor) {
-        await this.finish(row.workload_id, row.replica, row.epoch, { lost: `the executor "${row.executor}" is not available after a restart` });
-        continue;
-      }
-      if (!row.handle) {
-        // Claimed but never known to have started: deliver it again. The executor follows the
-        // command if it already runs (the same epoch is never started twice), else starts it.
-        const workload = (await this.options.db('workloads').where({ id: row.workload_id }).first()) as WorkloadRow | undefined;
-        if (workload) await this.launch(workload, row, { redelivered: true });
-        continue;
-      }
-      const live = this.track(key, row.workload_id, row.replica, row.epoch, executor, row.output_offset, row.ports ?? {}, await this.probeHost(row.node_id));
-      live.handle = row.handle;
+      // Taken before any await: a recover() running beside this one (two plugin events close
+      // together) leaves it alone instead of attaching it a second time.
+      if (!this.reserve(key)) continue;
       try {
-        await executor.attach(row.handle, this.reporter(live), { outputOffset: Number(row.output_offset) });
-        this.options.logger.info({ workload: row.workload_id, replica: row.replica }, 're-attached to a running replica');
-      } catch (error) {
-        await this.finish(row.workload_id, row.replica, row.epoch, { lost: `cannot re-attach after a restart: ${(error as Error).message}` });
+        if (!executor) {
+          await this.finish(row.workload_id, row.replica, row.epoch, { lost: `the executor "${row.executor}" is not available after a restart` });
+          continue;
+        }
+        if (!row.handle) {
+          // Claimed but never known to have started: deliver it again. The executor follows the
+          // command if it already runs (the same epoch is never started twice), else starts it.
+          const workload = (await this.options.db('workloads').where({ id: row.workload_id }).first()) as WorkloadRow | undefined;
+          if (workload) await this.launch(workload, row, { redelivered: true, reserved: true });
+          continue;
+        }
+        const live = this.track(key, row.workload_id, row.replica, row.epoch, executor, row.output_offset, row.ports ?? {}, await this.probeHost(row.node_id));
+        live.handle = row.handle;
+        try {
+          await executor.attach(row.handle, this.reporter(live), { outputOffset: Number(row.output_offset) });
+          this.options.logger.info({ workload: row.workload_id, replica: row.replica }, 're-attached to a running replica');
+        } catch (error) {
+          await this.finish(row.workload_id, row.replica, row.epoch, { lost: `cannot re-attach after a restart: ${(error as Error).message}` });
+        }
+      } finally {
+        this.launching.delete(key);
       }
     }
   }

@@ -50,6 +50,28 @@ describe('core restarts with work running', () => {
     expect((await core.client.get(`/api/v1/gpus/reservations?workload=${id}`)).body.items).toEqual([]);
   });
 
+  it('follows a running replica once when two recoveries overlap (an executor plugin enabled again while another plugin changes)', async () => {
+    // Regression: recover() looked for the replica, then awaited the database before taking it, so
+    // a second recover() meanwhile attached it too; the executor refused the second attach and the
+    // replica was reported lost (seen in CI with the Docker executor disabled and enabled).
+    const script = `let i = 0; const t = setInterval(() => { console.log('line ' + ++i); if (i === ${LINES}) clearInterval(t); }, 200);`;
+    const id = (await submit(core.client, { name: 'overlap', command: nodeCommand(script), resources: { gpus: 1 } })).id;
+    await waitFor(async () => numbers(await logText(core.client, id)).length >= 3, 30_000, 'three stored lines');
+    // What a disabled executor plugin leaves: its followers stopped, the agent's record of the
+    // replica dropped (as reattach() drops it). Reached through private fields: the local executor
+    // is the core's own and cannot be disabled like a plugin's.
+    const agent = core.core.scheduler.agent as unknown as { live: Map<string, { workloadId: string }>; recover(): Promise<void> };
+    const local = (core.core.scheduler as unknown as { local: { followers: Map<string, { stop(): void }> } }).local;
+    for (const follower of local.followers.values()) follower.stop();
+    local.followers.clear();
+    for (const [key, live] of agent.live) if (live.workloadId === id) agent.live.delete(key);
+    // Two recoveries at once (the disable's and the enable's plugin events): one follows it again.
+    await Promise.all([agent.recover(), agent.recover()]);
+    const done = await waitForState(core.client, id, ['succeeded', 'failed', 'lost'], 45_000);
+    expect(done.state, done.reason ?? '').toBe('succeeded');
+    expect(numbers(await logText(core.client, id))).toEqual(Array.from({ length: LINES }, (_, i) => i + 1));
+  });
+
   it('reports a replica killed with its supervisor while the core was down as lost, or retries it', async () => {
     const marker = scratch.file('second-attempt');
     // Waits forever; a second attempt (after the marker is written) finishes at once.

@@ -13,7 +13,7 @@
  */
 import type { Knex, MetricSample } from '@aiplat/plugin-sdk';
 import type { DeploymentMetrics, GatewaySettings, MetricsPoint } from '../api/index.js';
-import { T } from './store.js';
+import { T, type UsageRow } from './store.js';
 
 export const STEP_SECONDS = 5;
 const KEEP_STEPS = 3600 / STEP_SECONDS;
@@ -116,18 +116,8 @@ function pointOf(at: number, cells: Cell[], seconds: number): MetricsPoint {
   };
 }
 
-interface UsageCell {
-  minute: string;
-  deployment_id: string;
-  revision: number;
-  team_id: string;
-  key_id: string;
-  user_id: string;
-  requests: number;
-  errors: number;
-  prompt_tokens: number;
-  completion_tokens: number;
-}
+/** A usage row as the meter adds it up (its minute as ISO text). */
+type UsageCell = UsageRow & { minute: string };
 
 interface Totals {
   requests: Map<string, number>;
