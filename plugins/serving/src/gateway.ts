@@ -127,11 +127,10 @@ export class Gateway {
   /** The core's `/metrics`: the gateway's series. */
   prometheus(plugin: PluginContext): void {
     const metrics = plugin.service(coreServices.metrics);
-    const snapshot = { at: 0, value: this.meter.prometheus() };
+    // One computation per scrape, shared by the series (made at the first scrape, not at start).
+    let snapshot: { at: number; value: ReturnType<Meter['prometheus']> } | undefined;
     const take = () => {
-      // One computation per scrape, shared by the series.
-      if (Date.now() - snapshot.at > 500) snapshot.value = this.meter.prometheus();
-      snapshot.at = Date.now();
+      if (!snapshot || Date.now() - snapshot.at > 500) snapshot = { at: Date.now(), value: this.meter.prometheus() };
       return snapshot.value;
     };
     metrics.collect({ name: 'aiplat_serving_requests_total', help: 'Gateway requests by deployment, revision and outcome (ok, 4xx, error)', type: 'counter', samples: () => take().requests });
@@ -357,7 +356,6 @@ export function registerGatewayRoutes(env: PluginRegisterEnv, o: GatewayRoutesOp
           replicas.push({ revision: t.revision, replica: r.replica, outstanding: r.state.outstanding, ejected: r.state.ejectedUntil !== null, ejectedUntil: r.state.ejectedUntil ? new Date(r.state.ejectedUntil).toISOString() : null, consecutiveFailures: r.state.consecutiveFailures });
         }
       }
-      // Callers by name, for people: keys of teams the reader cannot see keep only their id.
       return { ...live, replicas, slo: gateway.sloState(row) };
     },
   });
@@ -418,7 +416,7 @@ export function registerGatewayRoutes(env: PluginRegisterEnv, o: GatewayRoutesOp
       const visible = rows.filter((r) => ctx.can('serving:keys', r.team_id));
       // A deployment's GPU-hours are shared out by each caller's share of its tokens (requests when no tokens).
       const deploymentIds = [...new Set(rows.map((r) => r.deployment_id))];
-      const revisions = deploymentIds.length ? ((await ctx.db('p_serving_revisions').whereIn('deployment_id', deploymentIds).whereNotNull('workload_id').select('deployment_id', 'workload_id')) as { deployment_id: string; workload_id: string }[]) : [];
+      const revisions = deploymentIds.length ? ((await ctx.db(T.revisions).whereIn('deployment_id', deploymentIds).whereNotNull('workload_id').select('deployment_id', 'workload_id')) as { deployment_id: string; workload_id: string }[]) : [];
       const hoursByWorkload = await ctx.plugin.service(coreServices.workloads).gpuHours(revisions.map((r) => r.workload_id), { from, to });
       const hoursByDeployment = new Map<string, number>();
       for (const r of revisions) hoursByDeployment.set(r.deployment_id, (hoursByDeployment.get(r.deployment_id) ?? 0) + (hoursByWorkload[r.workload_id] ?? 0));

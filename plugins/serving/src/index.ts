@@ -106,14 +106,13 @@ let plugin: PluginContext | undefined;
 let timer: NodeJS.Timeout | undefined;
 let restarts: EventSubscription | undefined;
 let flusher: NodeJS.Timeout | undefined;
-const router = new Router(
-  () => {
-    if (!plugin) throw new AiplatError('unavailable', 'The serving plugin is not running');
-    return plugin;
-  },
-  () => (plugin ? settingsOf(plugin) : settingsOf({ config: {} } as PluginContext)),
-);
-const gateway = new Gateway(router, () => (plugin ? settingsOf(plugin) : settingsOf({ config: {} } as PluginContext)));
+/** The running plugin's settings (the defaults while it is not running). */
+const currentSettings = () => settingsOf(plugin ?? ({ config: {} } as PluginContext));
+const router = new Router(() => {
+  if (!plugin) throw new AiplatError('unavailable', 'The serving plugin is not running');
+  return plugin;
+}, currentSettings);
+const gateway = new Gateway(router, currentSettings);
 
 function settingsOf(ctx: PluginContext): GatewaySettingsOfPlugin {
   const c = ctx.config as Partial<GatewaySettingsOfPlugin>;

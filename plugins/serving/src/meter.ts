@@ -318,28 +318,25 @@ export class Meter {
       duration.push({ labels, value: sum, suffix: '_sum' }, { labels, value: this.totals.durationCount.get(k) ?? 0, suffix: '_count' });
     }
     for (const id of this.steps.keys()) {
-      const m = this.metrics(id, 60);
       const deployment = this.names.get(id) ?? id;
-      for (const r of m.revisions) {
-        const all = r.points;
-        const reqs = all.reduce((a, x) => a + x.requests, 0);
-        const errs = all.reduce((a, x) => a + x.errors, 0);
-        const labels = { deployment, revision: String(r.revision) };
-        qps.push({ labels, value: round(reqs / m.windowSeconds) });
-        errorRate.push({ labels, value: reqs ? round(errs / reqs, 4) : 0 });
-      }
-      const { steps } = this.recent(id, 60);
+      const { steps, first, last } = this.recent(id, 60);
+      const seconds = (last - first + 1) * STEP_SECONDS;
       const byRevision = new Map<number, Cell[]>();
       for (const s of steps) for (const [r, c] of s.revisions) byRevision.set(r, [...(byRevision.get(r) ?? []), c]);
       for (const [r, cells] of byRevision) {
+        const labels = { deployment, revision: String(r) };
+        const reqs = cells.reduce((a, c) => a + c.requests, 0);
+        const errs = cells.reduce((a, c) => a + c.errors, 0);
+        qps.push({ labels, value: round(reqs / seconds) });
+        errorRate.push({ labels, value: reqs ? round(errs / reqs, 4) : 0 });
         const lat = cells.flatMap((c) => c.latencies).sort((a, b) => a - b);
         const tt = cells.flatMap((c) => c.ttfts).sort((a, b) => a - b);
         for (const q of [0.5, 0.99]) {
-          const labels = { deployment, revision: String(r), quantile: String(q) };
+          const ql = { ...labels, quantile: String(q) };
           const l = quantile(lat, q);
-          if (l !== null) duration.push({ labels, value: l / 1000 });
+          if (l !== null) duration.push({ labels: ql, value: l / 1000 });
           const t = quantile(tt, q);
-          if (t !== null) ttft.push({ labels, value: t / 1000 });
+          if (t !== null) ttft.push({ labels: ql, value: t / 1000 });
         }
       }
     }

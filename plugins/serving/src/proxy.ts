@@ -270,8 +270,10 @@ function tapEvents(facts: StreamFacts, rename: { from: string; to: string } | un
   const replacement = rename ? JSON.stringify(rename.to) : '';
   let tail = '';
   const pass = (event: string): string => {
-    if (facts.firstTokenAt === null && CONTENT.test(event)) facts.firstTokenAt = performance.now();
-    if (CONTENT.test(event)) facts.contentEvents++;
+    if (CONTENT.test(event)) {
+      facts.firstTokenAt ??= performance.now();
+      facts.contentEvents++;
+    }
     if (event.includes('"usage":{')) {
       try {
         const data = JSON.parse(event.slice(event.indexOf('{'))) as { choices?: unknown[]; usage?: { prompt_tokens?: number; completion_tokens?: number } };
