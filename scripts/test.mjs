@@ -100,7 +100,9 @@ function vitestPass(label, env, filters) {
   return {
     ok: result.status === 0,
     passed: json.numPassedTests,
-    failed: json.numFailedTests + (json.numFailedTestSuites ?? 0),
+    // A failed test also fails its file (and describe blocks): a file counts on its own only when
+    // it failed without a failing test (an import error, a throw in beforeAll).
+    failed: json.numFailedTests + json.testResults.filter((r) => r.status === 'failed' && !r.assertionResults.some((a) => a.status === 'failed')).length,
     skipped: json.numPendingTests + json.numTodoTests,
   };
 }

@@ -42,6 +42,15 @@ describe('aiplat-plugin dev', () => {
     }
   }
 
+  /** Wait until stderr matches: the dev command writes to stdout and stderr, two pipes that arrive here in either order. */
+  async function inStderr(pattern: RegExp): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!pattern.test(stderr)) {
+      if (Date.now() > deadline) throw new Error(`stderr does not match ${String(pattern)} after 10 s:\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   beforeAll(() => {
     work = scratch();
     plugin = path.join(work.dir, 'dev-probe');
@@ -67,7 +76,7 @@ describe('aiplat-plugin dev', () => {
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ status: 'ok', pluginApi: '1.0.0' });
     expect(await (await fetch(`${url}/api/plugins/dev-probe/ping`)).json()).toEqual({ answer: 'one' });
-    expect(stderr).toContain('sign in as admin, password "aiplat-dev-admin"');
+    await inStderr(/sign in as admin, password "aiplat-dev-admin"/);
     expect(existsSync(path.join(plugin, '.aiplat-dev'))).toBe(true);
   });
 
@@ -75,7 +84,7 @@ describe('aiplat-plugin dev', () => {
     await running(1);
     writeFileSync(path.join(plugin, 'src', 'index.ts'), source('two'));
     const url = await running(2);
-    expect(stderr).toContain('a change: restarting the core');
+    await inStderr(/a change: restarting the core/);
     expect((await fetch(`${url}/api/v1/health`)).status).toBe(200);
     expect(await (await fetch(`${url}/api/plugins/dev-probe/ping`)).json()).toEqual({ answer: 'two' });
   });
@@ -84,7 +93,7 @@ describe('aiplat-plugin dev', () => {
     await running(2);
     writeFileSync(path.join(plugin, 'src', 'index.ts'), `${source('three')}\nthrow new Error('broken on purpose');\n`);
     const url = await running(3);
-    expect(stderr).toMatch(/warning: dev-probe is not enabled \(failed\): .*broken on purpose/);
+    await inStderr(/warning: dev-probe is not enabled \(failed\): .*broken on purpose/);
     expect((await fetch(`${url}/api/v1/health`)).status).toBe(200);
   });
 
