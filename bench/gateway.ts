@@ -14,6 +14,10 @@
  * - `nginx`: Debian's nginx as a plain reverse proxy (one worker, upstream keep-alive, no
  *   buffering), the yardstick (installed by bench/fixtures/provision-nginx.sh when missing).
  *
+ * Logs: the core writes its log (an access line per request at the default level `info`) to a
+ * file, as a service does in production, and nginx then writes its access log to a file too (its
+ * Debian default); with `--log-level warn` neither logs requests.
+ *
  * Latency: alternating rounds (the order rotates every round), each a run of sequential requests
  * on one keep-alive connection per target, timed with performance.now(); per round p50 and p99 per
  * target and the added p50/p99 (target − direct, same round); the report takes medians over rounds.
@@ -126,7 +130,7 @@ function provisionNginx(): string | undefined {
 }
 
 /** nginx as a plain reverse proxy to 127.0.0.1:upstreamPort on listenPort, configured and logging in `dir`. */
-async function startNginx(binary: string, dir: string, listenPort: number, upstreamPort: number): Promise<{ child: ChildProcess; port: number; workerPid: number | undefined; version: string }> {
+async function startNginx(binary: string, dir: string, listenPort: number, upstreamPort: number, accessLog: boolean): Promise<{ child: ChildProcess; port: number; workerPid: number | undefined; version: string }> {
   // The workers drop root for `nobody`: they must be able to enter the folder.
   chmodSync(dir, 0o755);
   const conf = `daemon off;
@@ -135,7 +139,7 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  ${accessLog ? `access_log ${dir}/access.log;` : 'access_log off;'}
   client_body_temp_path ${dir}/client_body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
@@ -411,7 +415,8 @@ const core = spawnNode(
   'core/src/main.ts',
   coreEnv({ port: corePort, dataDir, pluginDirs, logLevel: LOG_LEVEL }, { AIPLAT_ACCESS_TOKEN_TTL: '86400' }),
   // Node names each thread's profile (tsx's loader runs in a worker): the core's main thread is the largest file.
-  values.profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {},
+  // Its logs (a line per request at info) go to a file, as in production; nginx logs to a file too (below).
+  { logFile: path.join(dataDir, 'core.log'), ...(values.profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}) },
 );
 await waitFor200(`${base}/api/v1/health`, core, { timeoutMs: 120_000 });
 const login = await fetch(`${base}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }) });
@@ -472,7 +477,8 @@ targets.push({ name: 'node-proxy', port: nodeProxyPort, path: '/v1/chat/completi
 let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
 const nginxDir = makeTempDataDir('gateway-nginx');
 if (nginxBinary) {
-  nginx = await startNginx(nginxBinary, nginxDir, await freePort(), replicaPort);
+  // Like the core, nginx writes an access line per request (Debian's default) while the core logs requests (info and below).
+  nginx = await startNginx(nginxBinary, nginxDir, await freePort(), replicaPort, ['trace', 'debug', 'info'].includes(LOG_LEVEL));
   targets.push({ name: 'nginx', port: nginx.port, path: '/v1/chat/completions', headers: {}, pid: nginx.workerPid });
 }
 process.stdout.write(

@@ -3,7 +3,7 @@
  * child process, wait until it answers, stop it, and measure what it cost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -103,6 +103,11 @@ export interface SpawnOptions {
   nodeArgs?: string[];
   /** pino `msg` values whose first arrival to record in `marks` (stdout is parsed line by line). */
   watch?: string[];
+  /**
+   * Write stdout (the logs) to this file, as a service logs in production, instead of a pipe this
+   * process reads: the reading would cost the benchmark's own process (and its load generator) CPU.
+   */
+  logFile?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -143,11 +148,13 @@ export function spawnNode(script: string, env: NodeJS.ProcessEnv, options: Spawn
   const child = spawn(process.execPath, ['--import', 'tsx', ...preload, ...(options.nodeArgs ?? []), script], {
     cwd: REPO_ROOT,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', options.logFile ? openSync(options.logFile, 'a') : 'pipe', 'pipe'],
   });
   live.add(child);
   const marks = new Map<string, number>();
-  if (watch.size === 0) {
+  if (options.logFile) {
+    if (watch.size > 0) throw new Error('spawnNode: watch needs stdout as a pipe, not a log file');
+  } else if (watch.size === 0) {
     child.stdout!.resume();
   } else {
     let pending = '';

@@ -35,6 +35,7 @@ import { PluginInstaller, readTrustedKeys } from './plugins/installer.js';
 import { pluginPackageRoutes } from './plugins/routes.js';
 import { registrySources } from './plugins/sources.js';
 import { buildApp } from './http/app.js';
+import { requestListener } from './http/direct.js';
 import { HttpMetrics, dropPluginMetrics, pluginMetrics } from './http/metrics.js';
 import { RateLimits } from './limits/rate-limiter.js';
 import { AccessLog } from './http/access-log.js';
@@ -404,9 +405,10 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       ...uiRoutes(kernel, identity.can, basePath(config)),
     ];
 
+    const accessLog = new AccessLog(logger, redactor);
     const app = buildApp({
       logger,
-      accessLog: new AccessLog(logger, redactor),
+      accessLog,
       metrics,
       metricsToken: config.metricsToken,
       hooks,
@@ -419,7 +421,8 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
       redactor,
     });
 
-    const server = http.createServer(app.callback());
+    // Data-plane routes (the gateway's /v1 calls) go straight to their handler; the rest through Koa.
+    const server = http.createServer(requestListener({ app, lookup: kernel.directLookup(), logger, accessLog, metrics, hooks, basePath: basePath(config), redactor }));
     server.keepAliveTimeout = 65_000;
     // WebSocket /api/v1/stream: the ticket is checked before the upgrade.
     const stream = new StreamServer({

@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parse as parseQueryString } from 'node:querystring';
 import type { Knex } from 'knex';
 import type { Middleware, ParameterizedContext } from 'koa';
 import {
@@ -59,6 +61,23 @@ export interface RequestState {
 
 export type AppContext = ParameterizedContext<RequestState>;
 
+/**
+ * What a route's handling needs of the request beyond the route: Koa's context has all of it,
+ * and so has the direct path's small carrier (`http/direct.ts`) for data-plane routes.
+ */
+export interface Carrier {
+  readonly state: RequestState;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly method: string;
+  readonly path: string;
+  readonly ip: string;
+  readonly params?: Record<string, string>;
+  /** False once a handler took the response over. */
+  respond?: boolean;
+  set(name: string, value: string): void;
+}
+
 const BEARER = /^Bearer\s+(.+)$/i;
 
 /** Check a route against the contract before it is mounted; the message names the route and the rule. */
@@ -107,6 +126,21 @@ function queryObject(ctx: AppContext): Record<string, unknown> {
 
 /** Turn a route definition into Koa middleware that enforces the contract around its handler. */
 export function compileRoute(route: RouteDefinition, owner: RouteOwner, runtime: RouteRuntime): Middleware<RequestState> {
+  return compileRouteWays(route, owner, runtime).middleware;
+}
+
+/**
+ * Whether a route is data-plane traffic served on the direct path (`http/direct.ts`, without
+ * Koa): metered (ARCHITECTURE §4: counted, not audited row by row), not mutating (no transaction),
+ * its body left to the handler (`passthrough`), and a path without parameters. The contract is the
+ * same on both paths; only Koa's per-request machinery is left out.
+ */
+export function isDataPlane(route: RouteDefinition): boolean {
+  return route.audit === 'metered' && !routeMutates(route) && route.body?.mode === 'passthrough' && !/[:*(?]/.test(route.path) && route.path !== '/';
+}
+
+/** A route as Koa middleware, and for data-plane routes also as a handler of the direct path. */
+export function compileRouteWays(route: RouteDefinition, owner: RouteOwner, runtime: RouteRuntime): { middleware: Middleware<RequestState>; direct?: (carrier: Carrier, search: string) => Promise<void> } {
   checkRoute(route, owner);
   let validators: ReturnType<typeof compileValidators>;
   try {
@@ -126,7 +160,10 @@ export function compileRoute(route: RouteDefinition, owner: RouteOwner, runtime:
     action: `${owner.id}:${route.method} ${route.path}`,
     plugin: owner.id === 'core' ? undefined : owner.id,
   };
-  return (ctx) => handle(compiled, ctx);
+  return {
+    middleware: (ctx) => handle(compiled, ctx, queryObject(ctx)),
+    direct: isDataPlane(route) ? (carrier, search) => handle(compiled, carrier, search ? { ...parseQueryString(search) } : {}) : undefined,
+  };
 }
 
 interface CompiledRoute {
@@ -151,7 +188,7 @@ class RequestContext implements RouteContext {
   auditInfo: AuditInfo | undefined;
 
   constructor(
-    private readonly koa: AppContext,
+    private readonly koa: Carrier,
     private readonly compiled: CompiledRoute,
     readonly params: Record<string, string>,
     readonly query: Record<string, unknown>,
@@ -237,7 +274,7 @@ class RequestContext implements RouteContext {
 }
 
 /** The caller of a permission route: a cached token answers at once, a new one is verified. */
-function authenticate(compiled: CompiledRoute, ctx: AppContext): Principal | Promise<Principal> {
+function authenticate(compiled: CompiledRoute, ctx: Carrier): Principal | Promise<Principal> {
   const header = ctx.req.headers.authorization;
   const token = header ? BEARER.exec(header)?.[1] : undefined;
   const cached = token ? compiled.runtime.cachedPrincipal?.(token) : undefined;
@@ -245,7 +282,7 @@ function authenticate(compiled: CompiledRoute, ctx: AppContext): Principal | Pro
   return compiled.runtime.authenticate(token).then((user) => authorize(compiled, ctx, user));
 }
 
-function authorize(compiled: CompiledRoute, ctx: AppContext, user: Principal | undefined): Principal {
+function authorize(compiled: CompiledRoute, ctx: Carrier, user: Principal | undefined): Principal {
   const permission = compiled.route.permission!;
   if (!user) throw new AiplatError('unauthenticated');
   // Known before the permission check, so a refusal's audit row (and access log line) names the caller.
@@ -256,9 +293,9 @@ function authorize(compiled: CompiledRoute, ctx: AppContext, user: Principal | u
   return user;
 }
 
-async function handle(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
+async function handle(compiled: CompiledRoute, ctx: Carrier, rawQuery: Record<string, unknown>): Promise<void> {
   try {
-    await run(compiled, ctx);
+    await run(compiled, ctx, rawQuery);
   } catch (error) {
     // [audit] Every refused request (401/403) gets a `denied` row; a failure to write it answers 503 instead.
     if (isAiplatError(error) && (error.status === 401 || error.status === 403)) await auditDenied(compiled, ctx, error);
@@ -282,9 +319,9 @@ function auditResourceOf(compiled: CompiledRoute, params: Record<string, string>
  * [audit] The `denied` row of a refused request, in a transaction of its own (a mutating request's
  * transaction is rolled back by now): the request changed nothing. Never the credentials themselves.
  */
-async function auditDenied(compiled: CompiledRoute, ctx: AppContext, error: AiplatError): Promise<void> {
+async function auditDenied(compiled: CompiledRoute, ctx: Carrier, error: AiplatError): Promise<void> {
   const { route, runtime } = compiled;
-  const params = (ctx.params as Record<string, string> | undefined) ?? {};
+  const params = ctx.params ?? {};
   const details: Record<string, unknown> = { method: ctx.method, path: ctx.path, code: error.code };
   if (route.permission !== undefined) {
     details.permission = route.permission;
@@ -303,7 +340,7 @@ async function auditDenied(compiled: CompiledRoute, ctx: AppContext, error: Aipl
   });
 }
 
-async function run(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
+async function run(compiled: CompiledRoute, ctx: Carrier, rawQuery: Record<string, unknown>): Promise<void> {
   const { route, validators, body, runtime } = compiled;
   ctx.state.errorStyle = compiled.errorStyle;
   ctx.state.plugin = compiled.plugin;
@@ -313,8 +350,8 @@ async function run(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
     user = found instanceof Promise ? await found : found;
   }
 
-  const params = (validators.params ? validators.params({ ...ctx.params }) : ctx.params) as Record<string, string>;
-  const query = (validators.query ? validators.query(queryObject(ctx)) : queryObject(ctx)) as Record<string, unknown>;
+  const params = (validators.params ? validators.params({ ...ctx.params }) : (ctx.params ?? {})) as Record<string, string>;
+  const query = (validators.query ? validators.query(rawQuery) : rawQuery) as Record<string, unknown>;
 
   let parsed: unknown;
   let bodyStream: RouteContext['bodyStream'];
@@ -360,6 +397,7 @@ async function run(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
   if (pending) for (const fn of pending) await fn();
 
   if (ctx.respond === false) return;
+  if (!isKoa(ctx)) return answerDirect(ctx, result);
   if (isReply(result)) {
     ctx.status = result.status;
     if (result.headers) ctx.set(result.headers);
@@ -369,4 +407,39 @@ async function run(compiled: CompiledRoute, ctx: AppContext): Promise<void> {
   } else {
     ctx.body = result;
   }
+}
+
+function isKoa(ctx: Carrier): ctx is AppContext {
+  return 'app' in ctx;
+}
+
+/**
+ * A handler's result on the direct path, written as Koa would have written it: a reply's status and
+ * headers, JSON for objects, text for strings, bytes for buffers, a stream piped, 204 for nothing.
+ */
+function answerDirect(ctx: Carrier, result: unknown): void {
+  const res = ctx.res;
+  let status = 200;
+  let body = result;
+  if (isReply(result)) {
+    status = result.status;
+    if (result.headers) for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
+    body = result.body;
+  }
+  if (body === undefined || body === null) {
+    res.statusCode = isReply(result) ? status : 204;
+    res.end();
+    return;
+  }
+  res.statusCode = status;
+  if (typeof (body as NodeJS.ReadableStream).pipe === 'function' && !Buffer.isBuffer(body)) {
+    if (!res.hasHeader('content-type')) res.setHeader('content-type', 'application/octet-stream');
+    (body as NodeJS.ReadableStream).once('error', () => res.destroy());
+    (body as NodeJS.ReadableStream).pipe(res);
+    return;
+  }
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  if (!res.hasHeader('content-type')) res.setHeader('content-type', Buffer.isBuffer(body) ? 'application/octet-stream' : typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8');
+  res.setHeader('content-length', bytes.length);
+  res.end(bytes);
 }

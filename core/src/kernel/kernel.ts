@@ -25,7 +25,8 @@ import semver from 'semver';
 import { discoverPlugins, readManifest, type DiscoveredPlugin } from './manifest.js';
 import { dependentsClosure, planStartOrder } from './order.js';
 import type { KernelHooks } from './hooks.js';
-import { compileRoute, type RequestState, type RouteRuntime } from '../http/route-contract.js';
+import { compileRouteWays, type RequestState, type RouteRuntime } from '../http/route-contract.js';
+import type { DirectLookup, DirectRoute } from '../http/direct.js';
 import { configValidator } from '../http/validation.js';
 import { migrationSource } from '../db/migrations.js';
 
@@ -60,6 +61,8 @@ interface PluginRecord {
   services: { ref: ServiceRef<unknown>; factory: (ctx: PluginContext) => unknown }[];
   router?: Middleware<RequestState>;
   aliasRouters: Map<string, Middleware<RequestState>>;
+  /** Data-plane routes for the direct path, by prefix (`/api/plugins/<id>` and each alias), then `METHOD /path`. */
+  direct: Map<string, Map<string, DirectRoute>>;
   mountedAliases: string[];
   context?: PluginContext;
   registered: boolean;
@@ -263,13 +266,19 @@ export class Kernel {
         ...(manifest.permissions ?? []).map((p) => p.id),
         ...this.requires(record.id).flatMap((dep) => (this.plugins.get(dep)?.manifest?.permissions ?? []).map((p) => p.id)),
       ]);
-      const compiled = record.routes.map((route) => ({
-        method: route.method,
-        path: route.path,
-        middleware: compileRoute(route, { id: record.id, permissions, context: () => record.context }, this.options.routeRuntime),
-      }));
-      record.router = routerMiddleware(`/api/plugins/${record.id}`, compiled);
-      for (const alias of manifest.http?.aliases ?? []) record.aliasRouters.set(alias, routerMiddleware(alias, compiled));
+      const compiled = record.routes.map((route) => {
+        const ways = compileRouteWays(route, { id: record.id, permissions, context: () => record.context }, this.options.routeRuntime);
+        return { method: route.method, path: route.path, middleware: ways.middleware, direct: ways.direct };
+      });
+      const prefixes = [`/api/plugins/${record.id}`, ...(manifest.http?.aliases ?? [])];
+      record.router = routerMiddleware(prefixes[0]!, compiled);
+      for (const alias of prefixes.slice(1)) record.aliasRouters.set(alias, routerMiddleware(alias, compiled));
+      record.direct = new Map();
+      for (const prefix of prefixes) {
+        const table = new Map<string, DirectRoute>();
+        for (const route of compiled) if (route.direct) table.set(`${route.method} ${route.path}`, { template: `${prefix}${route.path}`, plugin: record.id, serve: route.direct });
+        if (table.size > 0) record.direct.set(prefix, table);
+      }
     } catch (error) {
       this.fail(record, `register failed: ${(error as Error).message}`, true);
       return false;
@@ -583,6 +592,7 @@ export class Kernel {
       services: [],
       router: undefined,
       aliasRouters: new Map(),
+      direct: new Map(),
       mountedAliases: [],
       context: undefined,
       registered: false,
@@ -765,6 +775,34 @@ export class Kernel {
   }
 
   /** Koa middleware serving `/api/plugins/<id>/...` and mounted aliases; disabled plugins answer 404 at once. */
+  /**
+   * The direct path's lookup (`http/direct.ts`): the data-plane route of an enabled plugin at
+   * `/api/plugins/<id>/…` or under an alias it holds, else undefined (Koa then answers, 404s included).
+   */
+  directLookup(): DirectLookup {
+    const PREFIX = '/api/plugins/';
+    return (method, path) => {
+      let record: PluginRecord | undefined;
+      let prefix: string;
+      if (path.startsWith(PREFIX)) {
+        const slash = path.indexOf('/', PREFIX.length);
+        if (slash < 0) return undefined;
+        const id = path.slice(PREFIX.length, slash);
+        record = this.plugins.get(id.includes('%') ? safeDecode(id) : id);
+        prefix = `${PREFIX}${record?.id ?? ''}`;
+        if (record && path.slice(0, slash) !== prefix) return undefined;
+      } else {
+        if (this.aliases.size === 0) return undefined;
+        const slash = path.indexOf('/', 1);
+        prefix = slash < 0 ? path : path.slice(0, slash);
+        const owner = this.aliases.get(prefix);
+        record = owner ? this.plugins.get(owner) : undefined;
+      }
+      if (record?.state !== 'enabled' || record.direct.size === 0) return undefined;
+      return record.direct.get(prefix)?.get(`${method} ${path.slice(prefix.length)}`);
+    };
+  }
+
   dispatcher(): Middleware<RequestState> {
     return (ctx, next) => {
       const match = /^\/api\/plugins\/([^/]+)(?:\/|$)/.exec(ctx.path);
@@ -792,6 +830,14 @@ export class Kernel {
   }
 }
 
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** A plugin's record as first found: failed when its manifest or folder has a problem, else disabled until started. */
 function newRecord(found: DiscoveredPlugin, installed: boolean): PluginRecord {
   return {
@@ -805,6 +851,7 @@ function newRecord(found: DiscoveredPlugin, installed: boolean): PluginRecord {
     migrations: [],
     services: [],
     aliasRouters: new Map(),
+    direct: new Map(),
     mountedAliases: [],
     registered: false,
     migrated: false,

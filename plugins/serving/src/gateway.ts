@@ -49,24 +49,46 @@ export class Gateway {
     this.keys = new KeyCache(() => this.settings().keyCacheSeconds * 1000);
   }
 
-  /** The caller of a gateway request: an API key, or a platform user; 401 in OpenAI's words otherwise. */
-  async authorize(ctx: Ctx): Promise<Authorized> {
+  /**
+   * The caller of a gateway request: an API key, or a platform user; 401 in OpenAI's words
+   * otherwise. A key looked up a moment ago answers without waiting (the common case).
+   */
+  authorize(ctx: Ctx): Authorized | Promise<Authorized> {
     const header = ctx.headers.authorization;
     const token = header ? BEARER.exec(header)?.[1]?.trim() : undefined;
     if (!token) throw new AiplatError('unauthenticated', 'You didn’t provide an API key: send it as "Authorization: Bearer sk-aiplat-…" (create one under Serving → API keys)', { openaiCode: 'missing_api_key' });
     if (isGatewayKey(token)) {
-      const key = await this.keys.find(ctx.plugin.db, token);
-      if (!key) throw new AiplatError('unauthenticated', 'Incorrect API key provided', { openaiCode: 'invalid_api_key' });
-      const status = statusOf(key);
-      if (status !== 'active') throw new AiplatError('unauthenticated', `This API key is ${status}`, { openaiCode: 'invalid_api_key' });
-      const models = parsed(key.models);
-      ctx.user = { id: `apikey:${key.id}`, username: key.name, roles: [], teams: [key.team_id], defaultTeam: key.team_id, via: 'custom' } satisfies Principal;
-      return {
-        key,
-        caller: { keyId: key.id, userId: null, name: key.name, team: key.team_id },
-        may: (d) => d.team_id === key.team_id && (models.length === 0 || models.includes(d.served_model_name)),
-      };
+      const cached = this.keys.cached(token);
+      return cached !== undefined ? this.keyCaller(ctx, cached) : this.keys.find(ctx.plugin.db, token).then((key) => this.keyCaller(ctx, key));
     }
+    return this.userCaller(ctx);
+  }
+
+  /** What a key may do, made once per looked-up row (a row is replaced when the cache looks it up again). */
+  private readonly ofKey = new WeakMap<ApiKeyRow, { principal: Principal; authorized: Authorized }>();
+
+  private keyCaller(ctx: Ctx, key: ApiKeyRow | null): Authorized {
+    if (!key) throw new AiplatError('unauthenticated', 'Incorrect API key provided', { openaiCode: 'invalid_api_key' });
+    const status = statusOf(key);
+    if (status !== 'active') throw new AiplatError('unauthenticated', `This API key is ${status}`, { openaiCode: 'invalid_api_key' });
+    let made = this.ofKey.get(key);
+    if (!made) {
+      const models = parsed(key.models);
+      made = {
+        principal: { id: `apikey:${key.id}`, username: key.name, roles: [], teams: [key.team_id], defaultTeam: key.team_id, via: 'custom' },
+        authorized: {
+          key,
+          caller: { keyId: key.id, userId: null, name: key.name, team: key.team_id },
+          may: (d) => d.team_id === key.team_id && (models.length === 0 || models.includes(d.served_model_name)),
+        },
+      };
+      this.ofKey.set(key, made);
+    }
+    ctx.user = made.principal;
+    return made.authorized;
+  }
+
+  private async userCaller(ctx: Ctx): Promise<Authorized> {
     const user = await ctx.authenticate();
     if (!user) throw new AiplatError('unauthenticated', 'Incorrect API key provided', { openaiCode: 'invalid_api_key' });
     ctx.user = user;
@@ -74,9 +96,13 @@ export class Gateway {
     return { key: null, caller: { keyId: null, userId: user.id, name: user.username, team: user.defaultTeam ?? '' }, may: (d) => ctx.can('serving:invoke', d.team_id) };
   }
 
-  /** The key's budgets: requests per minute now, tokens per minute from what earlier answers used. */
-  async limit(ctx: Ctx, key: ApiKeyRow | null): Promise<((tokens: number) => void) | undefined> {
+  /** The key's budgets: requests per minute now, tokens per minute from what earlier answers used (a key without limits: none). */
+  limit(ctx: Ctx, key: ApiKeyRow | null): Promise<((tokens: number) => void) | undefined> | undefined {
     if (!key || (key.rpm === null && key.tpm === null)) return undefined;
+    return this.limitKey(ctx, key);
+  }
+
+  private async limitKey(ctx: Ctx, key: ApiKeyRow): Promise<((tokens: number) => void) | undefined> {
     const limiter = ctx.plugin.service(coreServices.rateLimiter);
     if (key.rpm !== null) {
       const r = await limiter.take(`key:${key.id}:requests`, 1, key.rpm, 60);
@@ -229,9 +255,11 @@ export function registerGatewayRoutes(env: PluginRegisterEnv, o: GatewayRoutesOp
       errors: 'openai',
       body: passthrough(),
       handler: async (ctx) => {
-        const who = await gateway.authorize(ctx);
+        const found = gateway.authorize(ctx);
+        const who = found instanceof Promise ? await found : found;
         const { body, raw } = await readJsonBody(ctx);
-        const onTokens = await gateway.limit(ctx, who.key);
+        const limited = gateway.limit(ctx, who.key);
+        const onTokens = limited ? await limited : undefined;
         await forward(ctx, router, o.settings(ctx.plugin), sub, body, { caller: who.caller, may: who.may, meter: gateway.meter, onTokens, raw });
       },
     });

@@ -789,6 +789,7 @@ export default definePlugin<Partial<GatewaySettingsOfPlugin>>({
     flusher = undefined;
     await gateway.meter.flush(ctx.db).catch((err: unknown) => ctx.logger.warn({ err }, 'metered usage could not be written at stop'));
     gateway.keys.clear();
+    await router.close();
     restarts?.unsubscribe();
     restarts = undefined;
     if (timer) clearInterval(timer);

@@ -74,26 +74,35 @@ export async function createKey(db: Knex, input: NewKey): Promise<{ row: ApiKeyR
   return { row: row!, secret };
 }
 
-/** The key a secret belongs to (revoked and expired ones too: the caller says why it refuses). */
+/**
+ * The key a secret belongs to (revoked and expired ones too: the caller says why it refuses).
+ * Looked up by the secret itself in memory, so a cached key costs no hashing.
+ */
 export class KeyCache {
-  private readonly entries = new Map<string, { at: number; row: ApiKeyRow | null }>();
+  private readonly entries = new Map<string, { at: number; hash: string; row: ApiKeyRow | null }>();
 
   constructor(private readonly ttlMs: () => number) {}
 
+  /** The key of a secret looked up less than `keyCacheSeconds` ago (null: no such key), or undefined: ask `find`. */
+  cached(secret: string): ApiKeyRow | null | undefined {
+    const hit = this.entries.get(secret);
+    return hit && Date.now() - hit.at < this.ttlMs() ? hit.row : undefined;
+  }
+
   async find(db: Knex, secret: string): Promise<ApiKeyRow | null> {
+    const hit = this.cached(secret);
+    if (hit !== undefined) return hit;
     const hash = hashOf(secret);
-    const hit = this.entries.get(hash);
-    if (hit && Date.now() - hit.at < this.ttlMs()) return hit.row;
     const row = ((await db(T.keys).where({ hash }).first()) as ApiKeyRow | undefined) ?? null;
     // Bounded: unknown secrets (a caller guessing) must not grow it without end.
     if (this.entries.size >= 10_000) this.entries.clear();
-    this.entries.set(hash, { at: Date.now(), row });
+    this.entries.set(secret, { at: Date.now(), hash, row });
     return row;
   }
 
   /** Forget a key (revoked here: refused at once). */
   forget(hash: string): void {
-    this.entries.delete(hash);
+    for (const [secret, entry] of this.entries) if (entry.hash === hash) this.entries.delete(secret);
   }
 
   clear(): void {

@@ -10,13 +10,14 @@
  * usage). Runtimes that do not speak OpenAI (Triton's KServe v2) answer through their adapter.
  */
 import http from 'node:http';
-import { Transform } from 'node:stream';
 import { randomUUID } from 'node:crypto';
 import { AiplatError, coreServices, type PluginContext, type RouteContext } from '@aiplat/plugin-sdk';
 import type { GatewaySettings, ServingRuntime } from '../api/index.js';
 import { runtimeOf, type ServingSettings } from './controller.js';
 import type { Caller, Meter } from './meter.js';
 import { T, gatewayOf, parsed, type DeploymentRow, type RevisionRow } from './store.js';
+import type { Pool } from 'undici';
+import { Upstreams, UpstreamError, type Answer, type Exchange } from './upstream.js';
 
 export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
 
@@ -33,7 +34,15 @@ export interface Route {
   deployment: DeploymentRow;
   gateway: GatewaySettings;
   targets: Target[];
+  /** The smallest context length of the targets (Infinity when none says). */
+  maxModelLen: number;
   at: number;
+}
+
+function maxModelLenOf(targets: Target[]): number {
+  let limit = Infinity;
+  for (const t of targets) if (t.maxModelLen !== null && t.maxModelLen < limit) limit = t.maxModelLen;
+  return limit;
 }
 
 interface Replica {
@@ -55,6 +64,8 @@ export interface ReplicaState {
   readinessPath: string | null;
   host: string;
   port: number;
+  /** Its kept-alive connections (made at the first call). */
+  pool?: Pool;
 }
 
 /** How the gateway treats failing replicas (the plugin's settings). */
@@ -71,6 +82,8 @@ export class Router {
   private readonly hosts = new Map<string, string>();
   /** By `workload/replica/host:port`: a restarted replica on a new port starts afresh. */
   readonly states = new Map<string, ReplicaState>();
+  /** Kept-alive connections to the replicas. */
+  readonly upstreams = new Upstreams();
 
   constructor(
     private readonly plugin: () => PluginContext,
@@ -97,7 +110,7 @@ export class Router {
       if (!r?.workload_id || t.weight <= 0) continue;
       targets.push({ revision: r.number, weight: t.weight, runtime: runtimeOf(plugin, r.runtime), upstreamModel: r.upstream_model, workloadId: r.workload_id, maxModelLen: r.max_model_len });
     }
-    const route = { deployment, gateway: gatewayOf(deployment), targets, at: Date.now() };
+    const route = { deployment, gateway: gatewayOf(deployment), targets, maxModelLen: maxModelLenOf(targets), at: Date.now() };
     this.routes.set(model, route);
     return route;
   }
@@ -123,9 +136,20 @@ export class Router {
       list.push({ host, port, replica: p.replica, state });
     }
     this.replicas.set(workloadId, { at: Date.now(), list });
-    // Replicas that are gone (and have nothing in flight) are forgotten.
-    for (const [key, state] of this.states) if (state.workloadId === workloadId && state.outstanding === 0 && !list.some((r) => r.state === state)) this.states.delete(key);
+    // Replicas that are gone (and have nothing in flight) are forgotten, with their connections.
+    for (const [key, state] of this.states) {
+      if (state.workloadId !== workloadId || state.outstanding > 0 || list.some((r) => r.state === state)) continue;
+      this.states.delete(key);
+      if (![...this.states.values()].some((o) => o.host === state.host && o.port === state.port)) this.upstreams.forget(state.host, state.port);
+    }
     return list;
+  }
+
+  /** The plugin stops: close every connection. */
+  async close(): Promise<void> {
+    this.invalidate();
+    this.states.clear();
+    await this.upstreams.close();
   }
 
   /** A request to a replica failed (nothing usable came back): out of the rotation after enough in a row. */
@@ -170,6 +194,7 @@ export class Router {
 
   /** Targets in the order to try: one drawn by weight first, then the rest. */
   order(targets: Target[]): Target[] {
+    if (targets.length < 2) return targets;
     const total = targets.reduce((a, t) => a + t.weight, 0);
     let draw = Math.random() * total;
     const first = targets.find((t) => (draw -= t.weight) < 0) ?? targets[0];
@@ -181,7 +206,12 @@ export class Router {
    * fewest in flight first; ejected ones last (when all are out, they are tried rather than none).
    */
   next(workloadId: string, list: Replica[], balancing: GatewaySettings['balancing']): Replica[] {
-    const n = (this.turn.get(workloadId) ?? 0) % Math.max(1, list.length);
+    if (list.length < 2) {
+      // The only one is tried even when ejected (rather than none); the check starts its probe.
+      if (list.length === 1) this.admitted(list[0]!.state);
+      return list;
+    }
+    const n = (this.turn.get(workloadId) ?? 0) % list.length;
     this.turn.set(workloadId, n + 1);
     const rotated = n === 0 ? list : [...list.slice(n), ...list.slice(0, n)];
     const inRotation = rotated.filter((r) => this.admitted(r.state));
@@ -265,11 +295,39 @@ const CONTENT = /"(?:content|text)":"(?!")/;
  * model to the served name, notes the first token and the usage, and drops the usage-only event
  * the gateway asked for when the client did not (`stream_options.include_usage`).
  */
-function tapEvents(facts: StreamFacts, rename: { from: string; to: string } | undefined, dropUsageOnly: boolean): Transform {
-  const needle = rename ? JSON.stringify(rename.from) : '';
-  const replacement = rename ? JSON.stringify(rename.to) : '';
-  let tail = '';
-  const pass = (event: string): string => {
+class EventTap {
+  private readonly needle: string;
+  private readonly replacement: string;
+  private tail = '';
+
+  constructor(
+    private readonly facts: StreamFacts,
+    private readonly rename: { from: string; to: string } | undefined,
+    private readonly dropUsageOnly: boolean,
+  ) {
+    this.needle = rename ? JSON.stringify(rename.from) : '';
+    this.replacement = rename ? JSON.stringify(rename.to) : '';
+  }
+
+  /** What to pass on of a chunk: its complete events (the rest waits for the next chunk). */
+  push(chunk: Buffer): string {
+    const text = this.tail + chunk.toString('utf8');
+    const events = text.split('\n\n');
+    this.tail = events.pop()!;
+    let out = '';
+    for (const e of events) out += this.pass(e);
+    return out;
+  }
+
+  /** What is left at the end. */
+  flush(): string {
+    const tail = this.tail;
+    this.tail = '';
+    return tail && this.rename ? tail.split(this.needle).join(this.replacement) : tail;
+  }
+
+  private pass(event: string): string {
+    const facts = this.facts;
     if (CONTENT.test(event)) {
       facts.firstTokenAt ??= performance.now();
       facts.contentEvents++;
@@ -278,86 +336,25 @@ function tapEvents(facts: StreamFacts, rename: { from: string; to: string } | un
       try {
         const data = JSON.parse(event.slice(event.indexOf('{'))) as { choices?: unknown[]; usage?: { prompt_tokens?: number; completion_tokens?: number } };
         if (data.usage) facts.usage = { prompt: Number(data.usage.prompt_tokens ?? 0), completion: Number(data.usage.completion_tokens ?? 0) };
-        if (dropUsageOnly && Array.isArray(data.choices) && data.choices.length === 0) return '';
+        if (this.dropUsageOnly && Array.isArray(data.choices) && data.choices.length === 0) return '';
       } catch {
         // Not one JSON event: passed on as it is.
       }
     }
-    const out = rename ? event.split(needle).join(replacement) : event;
+    const out = this.rename ? event.split(this.needle).join(this.replacement) : event;
     return `${out}\n\n`;
-  };
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      const text = tail + chunk.toString('utf8');
-      const events = text.split('\n\n');
-      tail = events.pop()!;
-      let out = '';
-      for (const e of events) out += pass(e);
-      done(null, out);
-    },
-    flush(done) {
-      done(null, tail ? (rename ? tail.split(needle).join(replacement) : tail) : '');
-    },
-  });
+  }
 }
 
 const PROMPT_TOKENS = /"prompt_tokens"\s*:\s*(\d+)/;
 const COMPLETION_TOKENS = /"completion_tokens"\s*:\s*(\d+)/;
 
-/** The usage of a whole answer (its `usage` object), found without parsing the rest. */
-function usageOf(text: string): { prompt: number; completion: number } {
-  const at = text.lastIndexOf('"usage"');
+/** The usage of a whole answer (its `usage` object), found without parsing (or decoding) the rest. */
+function usageOf(bytes: Buffer): { prompt: number; completion: number } {
+  const at = bytes.lastIndexOf('"usage"');
   if (at < 0) return { prompt: 0, completion: 0 };
-  const part = text.slice(at);
+  const part = bytes.toString('latin1', at, Math.min(bytes.length, at + 256));
   return { prompt: Number(PROMPT_TOKENS.exec(part)?.[1] ?? 0), completion: Number(COMPLETION_TOKENS.exec(part)?.[1] ?? 0) };
-}
-
-interface Attempt {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  stream: http.IncomingMessage;
-}
-
-/** Keep-alive connections to the replicas, shared by every request (not the process-wide agent). */
-const upstreamAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
-
-/**
- * One upstream call; rejects with `connect` when the replica cannot be reached (nothing was sent).
- * `onRequest` gets the request, so a client that goes away can destroy it.
- */
-function call(replica: Replica, path: string, body: Buffer, timeoutMs: number, onRequest: (req: http.ClientRequest) => void): Promise<Attempt> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: replica.host,
-        port: replica.port,
-        path,
-        method: 'POST',
-        agent: upstreamAgent,
-        headers: { 'content-type': 'application/json', 'content-length': body.length, accept: 'application/json, text/event-stream' },
-        timeout: timeoutMs,
-      },
-      (res) => resolve({ status: res.statusCode ?? 502, headers: res.headers, stream: res }),
-    );
-    onRequest(req);
-    // Whether the request reached the replica: only a request that did not may go to another.
-    let connected = false;
-    req.on('socket', (socket) => {
-      if (!socket.connecting) connected = true;
-      else socket.once('connect', () => (connected = true));
-    });
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-    // A kept-alive connection the replica closed (it died, or dropped it idle) fails before any
-    // answer: as good as not reaching it (Node's advice for reused sockets).
-    req.on('error', (err: NodeJS.ErrnoException) => reject(Object.assign(err, { connect: !connected || (req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) })));
-    req.end(body);
-  });
-}
-
-async function readAll(stream: http.IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 export interface ForwardOptions {
@@ -389,15 +386,16 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
     if (targets.length === 0) throw new AiplatError('conflict', `Revision ${options.revision} of "${model}" takes no traffic now: pick a revision that serves`, { field: 'revision' });
   }
   if (targets.length === 0) throw new AiplatError('unavailable', `The model "${model}" has no ready revision yet (${route.deployment.state}${route.deployment.reason ? `: ${route.deployment.reason}` : ''})`);
-  checkLimits(body, targets);
+  checkLimits(body, targets === route.targets ? route.maxModelLen : maxModelLenOf(targets));
 
-  // A client that goes away cancels the request to the replica (no AbortSignal: it costs every request).
-  let upstream: http.ClientRequest | undefined;
+  // A client that goes away cancels the call to the replica.
+  let exchange: Exchange | undefined;
   let gone = false;
-  ctx.res.once('close', () => {
-    if (ctx.res.writableFinished) return;
+  const res = ctx.res;
+  res.once('close', () => {
+    if (res.writableFinished) return;
     gone = true;
-    upstream?.destroy();
+    exchange?.cancel();
   });
   const started = performance.now();
   const sample = (revision: number, status: number, error: boolean, ttft: number | null, usage: { prompt: number; completion: number }) => {
@@ -420,6 +418,9 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
   const streaming = body.stream === true;
   let lastError = 'no replica is ready';
   let lastRevision = targets[0]!.revision;
+  // A replica that closed the connection before answering (it died with the request on its way) is
+  // retried on another once; one that was never reached, on every other.
+  let resetRetried = false;
   for (const target of router.order(targets)) {
     const adapter = target.runtime?.openai;
     if (target.runtime && target.runtime.protocol !== 'openai' && target.runtime.protocol !== 'tgi' && !adapter) {
@@ -434,40 +435,47 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
     const replicas = router.next(target.workloadId, await router.ready(target.workloadId), route.gateway.balancing);
     // The usage of a stream comes in its last event: asked for when the client did not ask.
     const askUsage = streaming && !adapter && !(body.stream_options as { include_usage?: unknown } | undefined)?.include_usage;
-    const upstreamBody = { ...body, ...(target.upstreamModel ? { model: target.upstreamModel } : {}), ...(askUsage ? { stream_options: { ...(body.stream_options as object | undefined), include_usage: true } } : {}) };
-    const request = adapter ? adapter.request(path, upstreamBody, { servedModelName: model }) : { path: `/v1${path}`, body: upstreamBody };
-    const payload = options.raw && !adapter && !askUsage && !target.upstreamModel ? options.raw : Buffer.from(JSON.stringify(request.body));
+    let requestPath = `/v1${path}`;
+    let payload: Buffer;
+    if (options.raw && !adapter && !askUsage && !target.upstreamModel) payload = options.raw;
+    else {
+      const upstreamBody = { ...body, ...(target.upstreamModel ? { model: target.upstreamModel } : {}), ...(askUsage ? { stream_options: { ...(body.stream_options as object | undefined), include_usage: true } } : {}) };
+      const request = adapter ? adapter.request(path, upstreamBody, { servedModelName: model }) : { path: requestPath, body: upstreamBody };
+      requestPath = request.path;
+      payload = Buffer.from(JSON.stringify(request.body));
+    }
     for (const replica of replicas) {
       const state = replica.state;
-      let attempt: Attempt;
+      let answer: Answer;
       state.outstanding++;
       try {
-        attempt = await call(replica, request.path, payload, timeoutMs, (req) => {
-          upstream = req;
-          if (gone) req.destroy();
-        });
+        exchange = router.upstreams.post(state, requestPath, payload, timeoutMs);
+        if (gone) exchange.cancel();
+        answer = await exchange.started;
       } catch (err) {
         state.outstanding--;
         if (gone) return ctx.takeOver();
         router.failed(state);
         lastError = `replica ${replica.replica} of revision ${target.revision}: ${(err as Error).message}`;
-        if ((err as { connect?: boolean }).connect) {
-          ctx.log.warn({ err, revision: target.revision, replica: replica.replica }, 'a replica refused the connection; trying another');
+        const e = err as UpstreamError;
+        if (e.connect || (e.reset && !resetRetried)) {
+          if (e.reset) resetRetried = true;
+          ctx.log.warn({ err, revision: target.revision, replica: replica.replica }, e.connect ? 'a replica refused the connection; trying another' : 'a replica closed the connection before answering; trying another');
           continue;
         }
         sample(target.revision, 504, true, null, NONE);
         throw new AiplatError('unavailable', `The model "${model}" did not answer: ${lastError}`);
       }
       ctx.takeOver();
-      const res = ctx.res;
+      const call = exchange;
       res.setHeader('x-aiplat-revision', String(target.revision));
       res.setHeader('x-aiplat-replica', String(replica.replica));
-      const serverFault = attempt.status >= 500;
+      const serverFault = answer.status >= 500;
       try {
         if (adapter) {
           let ok = true;
           try {
-            await answerThroughAdapter(res, attempt, adapter, path, body, model);
+            await answerThroughAdapter(res, answer, call, adapter, path, body, model);
           } catch (err) {
             // The route took the response over: answer (or close) it here, never leave it hanging.
             ok = false;
@@ -476,16 +484,16 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
           }
           if (ok && !serverFault) router.succeeded(state);
           else router.failed(state);
-          sample(target.revision, ok ? attempt.status : 502, !ok || serverFault, null, NONE);
+          sample(target.revision, ok ? answer.status : 502, !ok || serverFault, null, NONE);
           return;
         }
-        const type = attempt.headers['content-type'] ?? 'application/json';
+        const type = headerOf(answer, 'content-type') ?? 'application/json';
         const rename = target.upstreamModel && target.upstreamModel !== model ? { from: target.upstreamModel, to: model } : undefined;
         if (!type.includes('event-stream')) {
           // A whole answer (small): one write with its length.
-          let text: string;
+          let bytes: Buffer;
           try {
-            text = await readAll(attempt.stream);
+            bytes = await call.bytes();
           } catch (err) {
             if (!gone) {
               ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
@@ -495,37 +503,40 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
             res.destroy();
             return;
           }
-          const out = Buffer.from(rename ? text.split(JSON.stringify(rename.from)).join(JSON.stringify(rename.to)) : text);
-          res.writeHead(attempt.status, { 'content-type': type, 'content-length': out.length });
+          const out = rename ? Buffer.from(bytes.toString('utf8').split(JSON.stringify(rename.from)).join(JSON.stringify(rename.to))) : bytes;
+          res.writeHead(answer.status, { 'content-type': type, 'content-length': out.length });
           res.end(out);
           if (serverFault) router.failed(state);
           else router.succeeded(state);
-          sample(target.revision, attempt.status, serverFault, null, attempt.status < 400 ? usageOf(text) : NONE);
+          sample(target.revision, answer.status, serverFault, null, answer.status < 400 ? usageOf(out) : NONE);
           return;
         }
-        // A stream: passed on event by event as it comes.
-        res.writeHead(attempt.status, { 'content-type': type, 'cache-control': 'no-cache' });
+        // A stream: passed on event by event as it comes; the replica is held back while the client does not read.
+        res.writeHead(answer.status, { 'content-type': type, 'cache-control': 'no-cache' });
         res.flushHeaders();
         const facts: StreamFacts = { firstTokenAt: null, usage: null, contentEvents: 0 };
-        const source = attempt.stream.pipe(tapEvents(facts, rename, askUsage));
-        const complete = await new Promise<boolean>((resolve) => {
-          const broke = (err: Error) => {
-            if (!gone) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
-            res.destroy();
-            resolve(false);
-          };
-          attempt.stream.once('error', broke);
-          source.once('error', broke);
-          res.once('close', () => {
-            attempt.stream.destroy();
-            resolve(res.writableFinished);
+        const tap = new EventTap(facts, rename, askUsage);
+        const onDrain = () => call.resume();
+        res.on('drain', onDrain);
+        let complete: boolean;
+        try {
+          await call.read((chunk) => {
+            const out = tap.push(chunk);
+            return out === '' || res.write(out);
           });
-          source.pipe(res);
-        });
+          res.end(tap.flush());
+          complete = !gone;
+        } catch (err) {
+          if (!gone) ctx.log.warn({ err, revision: target.revision }, 'an upstream answer broke off');
+          res.destroy();
+          complete = false;
+        } finally {
+          res.off('drain', onDrain);
+        }
         const broken = !complete && !gone;
         if (broken || serverFault) router.failed(state);
         else router.succeeded(state);
-        sample(target.revision, broken ? 502 : attempt.status, broken || serverFault, facts.firstTokenAt, facts.usage ?? { prompt: 0, completion: facts.contentEvents });
+        sample(target.revision, broken ? 502 : answer.status, broken || serverFault, facts.firstTokenAt, facts.usage ?? { prompt: 0, completion: facts.contentEvents });
         return;
       } finally {
         state.outstanding--;
@@ -536,9 +547,13 @@ export async function forward(ctx: RouteContext, router: Router, settings: Servi
   throw new AiplatError('unavailable', `The model "${model}" cannot answer now: ${lastError}`);
 }
 
+function headerOf(answer: Answer, name: string): string | undefined {
+  const value = answer.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
 /** `max_tokens` (or `max_completion_tokens`) beyond what the model takes is refused before any replica is asked. */
-function checkLimits(body: Record<string, unknown>, targets: Target[]): void {
-  const limit = Math.min(...targets.map((t) => t.maxModelLen ?? Infinity));
+function checkLimits(body: Record<string, unknown>, limit: number): void {
   if (!Number.isFinite(limit)) return;
   for (const field of ['max_tokens', 'max_completion_tokens']) {
     const asked = body[field];
@@ -548,8 +563,8 @@ function checkLimits(body: Record<string, unknown>, targets: Target[]): void {
   }
 }
 
-async function answerThroughAdapter(res: http.ServerResponse, attempt: Attempt, adapter: NonNullable<ServingRuntime['openai']>, path: string, request: Record<string, unknown>, model: string): Promise<void> {
-  const text = await readAll(attempt.stream);
+async function answerThroughAdapter(res: http.ServerResponse, attempt: Answer, call: Exchange, adapter: NonNullable<ServingRuntime['openai']>, path: string, request: Record<string, unknown>, model: string): Promise<void> {
+  const text = await call.text();
   let upstream: unknown;
   try {
     upstream = JSON.parse(text);
