@@ -96,7 +96,7 @@ describe('plugin kernel with broken plugins beside good ones', () => {
   it('takes only folders holding a manifest for plugins', async () => {
     const ids = (await core.client.get('/api/v1/plugins')).body.items.map((p: { id: string }) => p.id);
     expect(ids).not.toContain('README.md');
-    expect(ids).toHaveLength(15);
+    expect(ids).toHaveLength(16);
   });
 
   it('refuses to enable a plugin whose files are broken', async () => {
