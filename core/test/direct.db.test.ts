@@ -111,6 +111,22 @@ describe('the direct path for data-plane routes', () => {
     expect(metrics).toMatch(/aiplat_http_requests_total\{method="POST",route="\/api\/plugins\/relay\/echo",status="200"\} [1-9]/);
   });
 
+  it('serves it under PUBLIC_URL’s path when the reverse proxy in front does not strip it', async () => {
+    const behind = await startTestCore({ plugins: ['core/test/fixtures/plugins/relay'], config: { publicUrl: 'https://example.com/aiplat/' } });
+    const contexts = vi.spyOn(Koa.prototype, 'createContext');
+    try {
+      for (const path of ['/aiplat/v7/echo', '/v7/echo']) {
+        const res = await fetch(new URL(path, behind.url), { method: 'POST', body: 'x' });
+        expect(res.status).toBe(200);
+        expect(await res.json()).toMatchObject({ echo: 'x' });
+      }
+      expect(contexts).not.toHaveBeenCalled();
+    } finally {
+      contexts.mockRestore();
+      await behind.stop();
+    }
+  });
+
   it('does not serve a disabled plugin’s route, and serves it again once enabled', async () => {
     expect((await core.client.post('/api/v1/plugins/relay/disable')).status).toBe(200);
     const gone = await send('/v7/echo', '{}');
