@@ -1,42 +1,74 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { MetricSample, MetricsRegistry } from '@aiplat/plugin-sdk';
 
-/** Prometheus metrics of the core: request counts and latency by route, plus process defaults. */
+/** Upper bounds (seconds) of the request latency histogram's buckets. */
+const BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** One method, route template and status: its latency histogram (counts per bucket, not yet cumulative) and sum. */
+interface Series {
+  labels: { method: string; route: string; status: string };
+  buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * Prometheus metrics of the core: request counts and latency by route, plus process defaults.
+ * The two request series are counted here in plain arrays and rendered at each scrape: prom-client's
+ * own histogram and counter check and hash their labels on every observation, even through a
+ * labelled child, which cost every request about 1.5 µs (docs/adr/0013).
+ */
 export class HttpMetrics {
   readonly registry = new Registry();
-  private readonly duration: Histogram<'method' | 'route' | 'status'>;
-  private readonly requests: Counter<'method' | 'route' | 'status'>;
+  private readonly series = new Map<string, Series>();
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'aiplat_' });
-    this.duration = new Histogram({
-      name: 'aiplat_http_request_duration_seconds',
+    const registry = this.registry;
+    const register = (metric: { name: string; help: string; type: 'histogram' | 'counter'; values: () => { value: number; labels: Record<string, string | number>; metricName?: string }[] }) =>
+      registry.registerMetric({
+        name: metric.name,
+        help: metric.help,
+        type: metric.type,
+        aggregator: 'sum',
+        get: () => ({ name: metric.name, help: metric.help, type: metric.type, aggregator: 'sum', values: metric.values() }),
+      } as unknown as Parameters<Registry['registerMetric']>[0]);
+    const DURATION = 'aiplat_http_request_duration_seconds';
+    register({
+      name: DURATION,
       help: 'HTTP request latency by route template',
-      labelNames: ['method', 'route', 'status'],
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [this.registry],
+      type: 'histogram',
+      values: () =>
+        [...this.series.values()].flatMap((s) => {
+          let cumulative = 0;
+          const out = BUCKETS.map((le, i) => ({ labels: { ...s.labels, le }, value: (cumulative += s.buckets[i]!), metricName: `${DURATION}_bucket` }));
+          out.push({ labels: { ...s.labels, le: '+Inf' as unknown as number }, value: s.count, metricName: `${DURATION}_bucket` });
+          return [...out, { labels: s.labels as never, value: s.sum, metricName: `${DURATION}_sum` }, { labels: s.labels as never, value: s.count, metricName: `${DURATION}_count` }];
+        }),
     });
-    this.requests = new Counter({
+    register({
       name: 'aiplat_http_requests_total',
       help: 'HTTP requests by route template and status',
-      labelNames: ['method', 'route', 'status'],
-      registers: [this.registry],
+      type: 'counter',
+      values: () => [...this.series.values()].map((s) => ({ labels: s.labels, value: s.count })),
     });
   }
 
-  // Label children are looked up once per method/route/status, not hashed on every request.
-  private readonly children = new Map<string, { duration: { observe(v: number): void }; requests: { inc(): void } }>();
-
   observe(method: string, route: string, status: number, seconds: number): void {
     const key = `${method} ${status} ${route}`;
-    let child = this.children.get(key);
-    if (!child) {
-      const labels = { method, route, status: String(status) };
-      child = { duration: this.duration.labels(labels), requests: this.requests.labels(labels) };
-      this.children.set(key, child);
+    let s = this.series.get(key);
+    if (!s) {
+      s = { labels: { method, route, status: String(status) }, buckets: new Float64Array(BUCKETS.length), sum: 0, count: 0 };
+      this.series.set(key, s);
     }
-    child.duration.observe(seconds);
-    child.requests.inc();
+    s.count++;
+    s.sum += seconds;
+    for (let i = 0; i < BUCKETS.length; i++) {
+      if (seconds <= BUCKETS[i]!) {
+        s.buckets[i]!++;
+        break;
+      }
+    }
   }
 }
 
