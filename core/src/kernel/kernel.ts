@@ -774,7 +774,6 @@ export class Kernel {
       .map((p) => ({ plugin: p.id, routes: p.routes, aliases: p.mountedAliases }));
   }
 
-  /** Koa middleware serving `/api/plugins/<id>/...` and mounted aliases; disabled plugins answer 404 at once. */
   /**
    * The direct path's lookup (`http/direct.ts`): the data-plane route of an enabled plugin at
    * `/api/plugins/<id>/…` or under an alias it holds, else undefined (Koa then answers, 404s included).
@@ -803,6 +802,7 @@ export class Kernel {
     };
   }
 
+  /** Koa middleware serving `/api/plugins/<id>/...` and mounted aliases; disabled plugins answer 404 at once. */
   dispatcher(): Middleware<RequestState> {
     return (ctx, next) => {
       const match = /^\/api\/plugins\/([^/]+)(?:\/|$)/.exec(ctx.path);

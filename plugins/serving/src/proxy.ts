@@ -5,9 +5,11 @@
  * that fails `ejectAfterFailures` times in a row (refused connection, timeout, 5xx, a cut stream)
  * leaves the rotation for `ejectSeconds`, then comes back once its readiness check answers. Streams
  * pass through event by event as they come (their `usage` and first token are noted on the way);
- * a client that goes away cancels the upstream request; a replica that cannot be reached before
- * anything was sent is skipped for another. Every answer is one sample for the meter (metrics,
- * usage). Runtimes that do not speak OpenAI (Triton's KServe v2) answer through their adapter.
+ * a client that goes away cancels the upstream request; a replica that cannot be reached is
+ * skipped for another, and one that closes the connection before answering is retried once on
+ * another. Replicas are called through undici pools (upstream.ts). Every answer is one sample for
+ * the meter (metrics, usage). Runtimes that do not speak OpenAI (Triton's KServe v2) answer through
+ * their adapter.
  */
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
