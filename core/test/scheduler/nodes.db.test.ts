@@ -61,10 +61,17 @@ describe('node administration', () => {
     const drain = await core.client.post(`/api/v1/nodes/${from}/drain`, { evict: true });
     expect(drain.status).toBe(200);
     expect(drain.body).toMatchObject({ state: 'cordoned', running: 1, evicted: [job.id] });
-    await waitFor(async () => {
+    try {
+      await waitFor(async () => {
+        const w = (await core.client.get(`/api/v1/workloads/${job.id}`)).body;
+        return w.state === 'running' && w.epoch === running.epoch + 1;
+      }, 30_000, 'the job to run again elsewhere');
+    } catch (error) {
+      // Seen once in CI-like load (three test files at a time on two cores): say what the job went through.
       const w = (await core.client.get(`/api/v1/workloads/${job.id}`)).body;
-      return w.state === 'running' && w.epoch === running.epoch + 1;
-    }, 30_000, 'the job to run again elsewhere');
+      const history = (await core.client.get(`/api/v1/workloads/${job.id}/events`)).body.items.map((e: { from?: string; to?: string; reason: string }) => `${e.from ?? ''}→${e.to ?? ''}: ${e.reason}`);
+      throw new Error(`${(error as Error).message}; now ${w.state} at epoch ${w.epoch} (was ${running.epoch}) on ${JSON.stringify(w.placements)}; events:\n${history.join("\n")}`, { cause: error });
+    }
     const moved = (await core.client.get(`/api/v1/workloads/${job.id}`)).body;
     expect(moved.placements[0].nodeId).not.toBe(from);
     const events = (await core.client.get(`/api/v1/workloads/${job.id}/events`)).body.items.map((e: { reason: string }) => e.reason);
