@@ -70,7 +70,7 @@ describe('node administration', () => {
       // Seen once in CI-like load (three test files at a time on two cores): say what the job went through.
       const w = (await core.client.get(`/api/v1/workloads/${job.id}`)).body;
       const history = (await core.client.get(`/api/v1/workloads/${job.id}/events`)).body.items.map((e: { from?: string; to?: string; reason: string }) => `${e.from ?? ''}→${e.to ?? ''}: ${e.reason}`);
-      throw new Error(`${(error as Error).message}; now ${w.state} at epoch ${w.epoch} (was ${running.epoch}) on ${JSON.stringify(w.placements)}; events:\n${history.join("\n")}`, { cause: error });
+      throw new Error(`${(error as Error).message}; now ${w.state} at epoch ${w.epoch} (was ${running.epoch}) on ${JSON.stringify(w.placements)}; events:\n${history.join('\n')}`, { cause: error });
     }
     const moved = (await core.client.get(`/api/v1/workloads/${job.id}`)).body;
     expect(moved.placements[0].nodeId).not.toBe(from);
