@@ -30,7 +30,8 @@ describe('replicas of a deployment', { timeout: 120_000 }, () => {
       ],
     });
     version = (await registerVersions(core, 'replica-model', work, [model])).versions[0]!;
-    const res = await core.client.post(`${API}/deployments`, { name: 'chat', modelVersion: version, runtime: 'responder', replicas: 2, options: { tag: 'r1' } });
+    // A replica is unready for 2 s after each start: a restart is seen, not over between two polls.
+    const res = await core.client.post(`${API}/deployments`, { name: 'chat', modelVersion: version, runtime: 'responder', replicas: 2, options: { tag: 'r1', readyAfterMs: 2000 } });
     expect(res.status, res.text).toBe(201);
     id = res.body.id;
     await waitDeployment(core, id, (d) => servesOnly(1)(d) && d.replicas.filter((r: any) => r.inRotation).length === 2, 60_000);
