@@ -136,7 +136,12 @@ export function compileRoute(route: RouteDefinition, owner: RouteOwner, runtime:
  * same on both paths; only Koa's per-request machinery is left out.
  */
 export function isDataPlane(route: RouteDefinition): boolean {
-  return route.audit === 'metered' && !routeMutates(route) && route.body?.mode === 'passthrough' && !/[:*(?]/.test(route.path) && route.path !== '/';
+  return route.audit === 'metered' && !routeMutates(route) && route.body?.mode === 'passthrough' && isExactPath(route.path);
+}
+
+/** A route path without parameters or patterns (and not the prefix's root): found by one map lookup. */
+export function isExactPath(path: string): boolean {
+  return !/[:*(?]/.test(path) && path !== '/';
 }
 
 /** A route as Koa middleware, and for data-plane routes also as a handler of the direct path. */

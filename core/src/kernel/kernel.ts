@@ -25,7 +25,7 @@ import semver from 'semver';
 import { discoverPlugins, readManifest, type DiscoveredPlugin } from './manifest.js';
 import { dependentsClosure, planStartOrder } from './order.js';
 import type { KernelHooks } from './hooks.js';
-import { compileRouteWays, type RequestState, type RouteRuntime } from '../http/route-contract.js';
+import { compileRouteWays, isExactPath, type RequestState, type RouteRuntime } from '../http/route-contract.js';
 import type { DirectLookup, DirectRoute } from '../http/direct.js';
 import { configValidator } from '../http/validation.js';
 import { migrationSource } from '../db/migrations.js';
@@ -875,7 +875,7 @@ function routerMiddleware(prefix: string, routes: CompiledPluginRoute[]): Middle
   const exact = new Map<string, { template: string; middleware: Middleware<RequestState> }>();
   for (const route of routes) {
     router[route.method.toLowerCase() as 'get'](route.path, route.middleware);
-    if (/[:*(?]/.test(route.path) || route.path === '/') continue;
+    if (!isExactPath(route.path)) continue;
     const entry = { template: `${prefix}${route.path}`, middleware: route.middleware };
     exact.set(`${route.method} ${prefix}${route.path}`, entry);
     if (route.method === 'GET') exact.set(`HEAD ${prefix}${route.path}`, entry);
