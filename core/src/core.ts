@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import './http/tick-shape.js'; // early, before the start-up's full collections (the module says why)
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import http from 'node:http';

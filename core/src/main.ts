@@ -1,3 +1,4 @@
+import './http/tick-shape.js'; // first, before the start-up's full collections (the module says why)
 import { ConfigError, loadConfig } from './config/config.js';
 import { DataDirInUseError } from './db/lock.js';
 import { startCore } from './core.js';
