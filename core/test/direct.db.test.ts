@@ -51,6 +51,18 @@ describe('the direct path for data-plane routes', () => {
     }
   });
 
+  it('parses the query string alike on both paths: repeated keys as arrays, "+" and percent-escapes decoded, bare keys empty', async () => {
+    const search = '?tag=a+b&tag=%C3%A9t%C3%A9&empty=&bare&odd=100%&__proto__=x';
+    const expected = { tag: ['a b', 'été'], empty: '', bare: '', odd: '100%', ['__proto__']: 'x' };
+    for (const path of ['/v7/echo', '/v7/echo/ada']) {
+      const res = await send(`${path}${search}`, '{}');
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { query: Record<string, unknown> };
+      expect(Object.getPrototypeOf(body.query)).toBe(Object.prototype);
+      expect(Object.entries(body.query)).toEqual(Object.entries(expected));
+    }
+  });
+
   it('writes what a handler returns as Koa would: a reply with its status and headers, text, nothing as 204', async () => {
     const r = await send('/v7/echo', 'abc', { 'x-relay': 'reply' });
     expect(r.status).toBe(201);
