@@ -19,7 +19,7 @@
  *
  *   npm run bench:http -- [--duration 10] [--warmup 3] [--connections 10] [--pipelining 1]
  *                         [--rounds 2] [--log-level info] [--suite read|audit|all]
- *                         [--only bare|full|audit-on|audit-off] [--profile]
+ *                         [--only bare|floor|full|audit-on|audit-off] [--profile]
  *
  * Environment equivalents: BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS, BENCH_PIPELINING,
  * BENCH_ROUNDS, BENCH_LOG_LEVEL, BENCH_SUITE. `--profile` starts the core with `--cpu-prof` and leaves the
@@ -28,7 +28,9 @@
  * Exits 0 when every response was a 200 with the expected body, whether or not the goals are met;
  * exits 1 on any non-2xx, mismatched body, socket error or timeout, or when a server fails to start.
  */
+import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { SignJWT } from 'jose';
 import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
 import {
@@ -56,15 +58,16 @@ import {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-type Target = 'bare' | 'full' | 'audit-on' | 'audit-off';
+type Target = 'bare' | 'floor' | 'full' | 'audit-on' | 'audit-off';
 type Suite = 'read' | 'audit';
 
 /** What each suite measures: its route, its two targets (baseline first) and its goal. */
-const SUITES: Record<Suite, { targets: [Target, Target]; route: string; method: 'GET' | 'POST'; body?: string; goal: number; label: string }> = {
-  read: { targets: ['bare', 'full'], route: '/api/plugins/hello/greeting?name=Ada', method: 'GET', goal: 0.8, label: 'full stack / bare Koa' },
+const SUITES: Record<Suite, { targets: [Target, Target]; reference?: Target; route: string; method: 'GET' | 'POST'; body?: string; goal: number; label: string }> = {
+  // `floor` (bench/floor-koa.ts): the same features written by hand for this one route, as a reference point between the two.
+  read: { targets: ['bare', 'full'], reference: 'floor', route: '/api/plugins/hello/greeting?name=Ada', method: 'GET', goal: 0.8, label: 'full stack / bare Koa' },
   audit: { targets: ['audit-off', 'audit-on'], route: '/api/plugins/hello/greetings', method: 'POST', body: '{"name":"Ada"}', goal: 0.7, label: 'audit on / audit off' },
 };
-const SUITE_OF: Record<Target, Suite> = { bare: 'read', full: 'read', 'audit-on': 'audit', 'audit-off': 'audit' };
+const SUITE_OF: Record<Target, Suite> = { bare: 'read', floor: 'read', full: 'read', 'audit-on': 'audit', 'audit-off': 'audit' };
 const READ_BODY = '{"greeting":"HELLO, ADA"}';
 const GREETINGS_BODY = /^\{"greeting":"HELLO, ADA","count":\d+\}$/;
 
@@ -115,7 +118,7 @@ function parseOptions() {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: npm run bench:http -- [--duration s] [--warmup s] [--connections n] [--pipelining n] [--rounds n] [--log-level level] [--suite read|audit|all] [--only bare|full|audit-on|audit-off] [--profile]\n',
+      'usage: npm run bench:http -- [--duration s] [--warmup s] [--connections n] [--pipelining n] [--rounds n] [--log-level level] [--suite read|audit|all] [--only bare|floor|full|audit-on|audit-off] [--profile]\n',
     );
     process.exit(0);
   }
@@ -124,7 +127,7 @@ function parseOptions() {
   const suite = values.suite ?? process.env.BENCH_SUITE ?? 'all';
   if (!['read', 'audit', 'all'].includes(suite)) throw new Error('--suite must be read, audit or all');
   const only = values.only as Target | undefined;
-  if (only !== undefined && !(only in SUITE_OF)) throw new Error('--only must be bare, full, audit-on or audit-off');
+  if (only !== undefined && !(only in SUITE_OF)) throw new Error('--only must be bare, floor, full, audit-on or audit-off');
   const suites = (only ? [SUITE_OF[only]] : suite === 'all' ? ['read', 'audit'] : [suite]) as Suite[];
   const options = {
     duration: numberOption(values, 'duration', 'BENCH_DURATION', 10),
@@ -134,7 +137,7 @@ function parseOptions() {
     rounds: Math.max(1, Math.round(numberOption(values, 'rounds', 'BENCH_ROUNDS', 2))),
     logLevel,
     suites,
-    targets: (only ? [only] : suites.flatMap((s) => SUITES[s].targets)) as Target[],
+    targets: (only ? [only] : suites.flatMap((s) => [SUITES[s].targets[0], ...(SUITES[s].reference ? [SUITES[s].reference] : []), SUITES[s].targets[1]])) as Target[],
     profile: values.profile,
   };
   if (options.duration < 1) throw new Error('--duration must be at least 1 second');
@@ -251,12 +254,12 @@ function medians(runs: RunSummary[]) {
 
 type Medians = ReturnType<typeof medians>;
 
-const TARGET_LABEL: Record<Target, string> = { bare: 'bare Koa', full: 'full stack', 'audit-off': 'audit off', 'audit-on': 'audit on' };
+const TARGET_LABEL: Record<Target, string> = { bare: 'bare Koa', floor: 'hand-written floor', full: 'full stack', 'audit-off': 'audit off', 'audit-on': 'audit on' };
 
 /** The table of one suite's medians and, with both targets, its ratio against the goal. */
 function report(suite: Suite, runs: RunSummary[], options: Options) {
   const spec = SUITES[suite];
-  const present = spec.targets.filter((t) => options.targets.includes(t));
+  const present = [spec.targets[0], ...(spec.reference ? [spec.reference] : []), spec.targets[1]].filter((t) => options.targets.includes(t));
   const stats = new Map<Target, Medians>(present.map((t) => [t, medians(runs.filter((r) => r.target === t))]));
   const [baseTarget, testTarget] = spec.targets;
   const base = stats.get(baseTarget);
@@ -298,6 +301,15 @@ function report(suite: Suite, runs: RunSummary[], options: Options) {
       `added per request: ${fmt(addedUs, 1)} µs (1e6/${testTarget}_rps − 1e6/${baseTarget}_rps)` +
         (addedCpuUs === undefined ? '\n' : `; ${fmt(addedCpuUs, 1)} µs of server CPU\n`),
     );
+    const reference = spec.reference ? stats.get(spec.reference) : undefined;
+    if (reference) {
+      process.stdout.write(
+        `reference: ${TARGET_LABEL[spec.reference!]} / ${TARGET_LABEL[baseTarget]}: ${fmt(reference.rps / base!.rps, 3)}; ${TARGET_LABEL[testTarget]} / ${TARGET_LABEL[spec.reference!]}: ${fmt(test!.rps / reference.rps, 3)}` +
+          (reference.serverCpuUsPerRequest !== undefined && base?.serverCpuUsPerRequest !== undefined && test?.serverCpuUsPerRequest !== undefined
+            ? ` (server CPU per request: ${fmt(base.serverCpuUsPerRequest, 1)} → ${fmt(reference.serverCpuUsPerRequest, 1)} → ${fmt(test.serverCpuUsPerRequest, 1)} µs)\n`
+            : '\n'),
+      );
+    }
     const kept = `${TARGET_LABEL[testTarget]} keeps ${fmt(ratio * 100, 1)}% of ${TARGET_LABEL[baseTarget]} throughput`;
     process.stdout.write(ratio >= spec.goal ? `GOAL MET: ${kept}\n` : `GOAL NOT MET: ${kept} (needs ≥ ${spec.goal * 100}%)\n`);
   }
@@ -355,6 +367,29 @@ async function startCoreTarget(target: Target, options: Options, profileDir: str
   return { proc, dataDir, base, url: `${base}${suite.route}`, headers };
 }
 
+/** The hand-written floor (bench/floor-koa.ts) with a signing key of its own, and a token like the core's. */
+async function startFloor(options: Options, profileDir: string): Promise<Server> {
+  const key = randomBytes(32);
+  const port = await freePort();
+  const proc = spawnNode('bench/floor-koa.ts', cleanEnv({ PORT: String(port), BENCH_JWT_KEY: key.toString('base64url') }), {
+    nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  });
+  // The claims the core signs: subject, name, roles, issuer, audience, issued at, expiry, id.
+  const token = await new SignJWT({ name: 'admin', roles: ['Admin'] })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(randomUUID())
+    .setIssuer('aiplat')
+    .setAudience('aiplat-api')
+    .setIssuedAt()
+    .setJti(randomBytes(9).toString('base64url'))
+    .setExpirationTime('1d')
+    .sign(key);
+  const base = `http://127.0.0.1:${port}`;
+  const server = { proc, base, url: `${base}${SUITES.read.route}`, headers: { authorization: `Bearer ${token}` } };
+  await waitFor200(`${base}/health`, proc);
+  return server;
+}
+
 async function main(): Promise<void> {
   const options = parseOptions();
   const profileDir = path.join(RESULTS_DIR, 'profiles');
@@ -370,6 +405,8 @@ async function main(): Promise<void> {
         const base = `http://127.0.0.1:${port}`;
         servers.bare = { proc, base, url: `${base}${SUITES.read.route}`, headers: {} };
         await waitFor200(servers.bare.url, proc);
+      } else if (target === 'floor') {
+        servers.floor = await startFloor(options, profileDir);
       } else {
         servers[target] = await startCoreTarget(target, options, profileDir);
       }
