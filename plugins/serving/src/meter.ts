@@ -119,19 +119,45 @@ function pointOf(at: number, cells: Cell[], seconds: number): MetricsPoint {
 /** A usage row as the meter adds it up (its minute as ISO text). */
 type UsageCell = UsageRow & { minute: string };
 
-interface Totals {
-  requests: Map<string, number>;
-  tokens: Map<string, number>;
-  durationSum: Map<string, number>;
-  durationCount: Map<string, number>;
+/** The cumulative Prometheus counters of one deployment (by name) and revision. */
+interface Series {
+  ok: number;
+  clientErrors: number;
+  errors: number;
+  promptTokens: number;
+  completionTokens: number;
+  durationSum: number;
+  durationCount: number;
+}
+
+/**
+ * What the requests of one caller to one revision of one deployment share, found once and then
+ * reused, so that a request builds no key strings: its Prometheus series, its name among the
+ * step's callers, and its usage row for the current minute (valid while `usageMinute` and
+ * `usageGeneration` still match).
+ */
+interface Slot {
+  name: string;
+  team: string;
+  series: Series;
+  who: string;
+  /** The usage key without its minute: `deployment|revision|team|key|user`. */
+  usageKeyTail: string;
+  usage: UsageCell | undefined;
+  usageMinute: string;
+  usageGeneration: number;
 }
 
 export class Meter {
   private readonly steps = new Map<string, Step[]>();
   private usage = new Map<string, UsageCell>();
   private lastUsed = new Map<string, number>();
-  /** Cumulative counters for Prometheus, by label set. */
-  private readonly totals: Totals = { requests: new Map(), tokens: new Map(), durationSum: new Map(), durationCount: new Map() };
+  /** Cumulative counters for Prometheus, by deployment name and revision. */
+  private readonly series = new Map<string, Map<number, Series>>();
+  /** Per API key's caller object (one object while the key's row is cached), deployment and revision. */
+  private readonly slots = new WeakMap<Caller, Map<string, Map<number, Slot>>>();
+  /** Counts the usage maps flushed: a slot's cached usage row is only good for the current map. */
+  private generation = 0;
   /** Deployment names for labels (kept by the plugin as deployments are read). */
   readonly names = new Map<string, string>();
 
@@ -146,6 +172,7 @@ export class Meter {
 
   record(s: Sample): void {
     const now = Date.now();
+    const slot = this.slotOf(s);
     const index = Math.floor(now / 1000 / STEP_SECONDS);
     let list = this.steps.get(s.deploymentId);
     if (!list) this.steps.set(s.deploymentId, (list = []));
@@ -163,22 +190,26 @@ export class Meter {
     if (s.ttftMs !== null) keep(c.ttfts, ++c.ttftSeen, s.ttftMs);
     c.promptTokens += s.promptTokens;
     c.completionTokens += s.completionTokens;
-    const who = s.caller.keyId ? `k:${s.caller.keyId}` : `u:${s.caller.userId ?? ''}`;
-    const caller = step.callers.get(who);
+    const caller = step.callers.get(slot.who);
     const tokens = s.promptTokens + s.completionTokens;
     if (caller) {
       caller.requests++;
       caller.tokens += tokens;
-    } else step.callers.set(who, { caller: s.caller, requests: 1, tokens });
+    } else step.callers.set(slot.who, { caller: s.caller, requests: 1, tokens });
 
     // Metered usage, per minute.
     const minute = this.minuteOf(now);
-    const team = s.caller.keyId ? s.caller.team : s.team;
-    const key = `${minute}|${s.deploymentId}|${s.revision}|${team}|${s.caller.keyId ?? ''}|${s.caller.keyId ? '' : (s.caller.userId ?? '')}`;
-    let u = this.usage.get(key);
-    if (!u) {
-      u = { minute, deployment_id: s.deploymentId, revision: s.revision, team_id: team, key_id: s.caller.keyId ?? '', user_id: s.caller.keyId ? '' : (s.caller.userId ?? ''), requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
-      this.usage.set(key, u);
+    let u = slot.usage;
+    if (!u || slot.usageMinute !== minute || slot.usageGeneration !== this.generation) {
+      const key = `${minute}|${slot.usageKeyTail}`;
+      u = this.usage.get(key);
+      if (!u) {
+        u = { minute, deployment_id: s.deploymentId, revision: s.revision, team_id: slot.team, key_id: s.caller.keyId ?? '', user_id: s.caller.keyId ? '' : (s.caller.userId ?? ''), requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
+        this.usage.set(key, u);
+      }
+      slot.usage = u;
+      slot.usageMinute = minute;
+      slot.usageGeneration = this.generation;
     }
     u.requests++;
     if (s.error) u.errors++;
@@ -187,14 +218,50 @@ export class Meter {
     if (s.caller.keyId) this.lastUsed.set(s.caller.keyId, now);
 
     // Prometheus.
+    const series = slot.series;
+    if (s.error) series.errors++;
+    else if (s.status >= 400) series.clientErrors++;
+    else series.ok++;
+    series.promptTokens += s.promptTokens;
+    series.completionTokens += s.completionTokens;
+    series.durationSum += s.latencyMs / 1000;
+    series.durationCount++;
+  }
+
+  /** The slot of a sample's caller, deployment and revision (made again when the deployment's name or the billed team changed). */
+  private slotOf(s: Sample): Slot {
     const name = this.names.get(s.deploymentId) ?? s.deploymentId;
-    const labels = `${name}\u0000${s.revision}`;
-    const cls = s.error ? 'error' : s.status >= 400 ? '4xx' : 'ok';
-    add(this.totals.requests, `${labels}\u0000${cls}`, 1);
-    add(this.totals.tokens, `${labels}\u0000prompt`, s.promptTokens);
-    add(this.totals.tokens, `${labels}\u0000completion`, s.completionTokens);
-    add(this.totals.durationSum, labels, s.latencyMs / 1000);
-    add(this.totals.durationCount, labels, 1);
+    // Usage is billed to the caller's team: a key's team, else the deployment's.
+    const team = s.caller.keyId ? s.caller.team : s.team;
+    // A signed-in user's caller is made per request (the playground): nothing to keep it on.
+    let byRevision: Map<number, Slot> | undefined;
+    if (s.caller.keyId) {
+      let byDeployment = this.slots.get(s.caller);
+      if (!byDeployment) this.slots.set(s.caller, (byDeployment = new Map()));
+      byRevision = byDeployment.get(s.deploymentId);
+      if (!byRevision) byDeployment.set(s.deploymentId, (byRevision = new Map()));
+    }
+    let slot = byRevision?.get(s.revision);
+    if (!slot || slot.name !== name || slot.team !== team) {
+      let byName = this.series.get(name);
+      if (!byName) this.series.set(name, (byName = new Map()));
+      let series = byName.get(s.revision);
+      if (!series) byName.set(s.revision, (series = { ok: 0, clientErrors: 0, errors: 0, promptTokens: 0, completionTokens: 0, durationSum: 0, durationCount: 0 }));
+      const keyId = s.caller.keyId ?? '';
+      const userId = s.caller.keyId ? '' : (s.caller.userId ?? '');
+      slot = {
+        name,
+        team,
+        series,
+        who: s.caller.keyId ? `k:${s.caller.keyId}` : `u:${s.caller.userId ?? ''}`,
+        usageKeyTail: `${s.deploymentId}|${s.revision}|${team}|${keyId}|${userId}`,
+        usage: undefined,
+        usageMinute: '',
+        usageGeneration: -1,
+      };
+      byRevision?.set(s.revision, slot);
+    }
+    return slot;
   }
 
   /** The steps of a deployment within the last `windowSeconds`. */
@@ -258,6 +325,7 @@ export class Meter {
     if (this.usage.size === 0 && this.lastUsed.size === 0) return;
     const rows = [...this.usage.values()];
     const used = this.lastUsed;
+    this.generation++;
     this.usage = new Map();
     this.lastUsed = new Map();
     try {
@@ -299,23 +367,22 @@ export class Meter {
     qps: MetricSample[];
     errorRate: MetricSample[];
   } {
-    const split = (k: string) => k.split('\u0000');
-    const requests = [...this.totals.requests].map(([k, value]) => {
-      const [deployment, revision, outcome] = split(k);
-      return { labels: { deployment: deployment!, revision: revision!, outcome: outcome! }, value };
-    });
-    const tokens = [...this.totals.tokens].map(([k, value]) => {
-      const [deployment, revision, kind] = split(k);
-      return { labels: { deployment: deployment!, revision: revision!, kind: kind! }, value };
-    });
+    const requests: MetricSample[] = [];
+    const tokens: MetricSample[] = [];
     const duration: MetricSample[] = [];
     const ttft: MetricSample[] = [];
     const qps: MetricSample[] = [];
     const errorRate: MetricSample[] = [];
-    for (const [k, sum] of this.totals.durationSum) {
-      const [deployment, revision] = split(k);
-      const labels = { deployment: deployment!, revision: revision! };
-      duration.push({ labels, value: sum, suffix: '_sum' }, { labels, value: this.totals.durationCount.get(k) ?? 0, suffix: '_count' });
+    for (const [deployment, byRevision] of this.series) {
+      for (const [r, x] of byRevision) {
+        const labels = { deployment, revision: String(r) };
+        // An outcome appears once it has happened.
+        for (const [outcome, value] of [['ok', x.ok], ['4xx', x.clientErrors], ['error', x.errors]] as const) {
+          if (value > 0) requests.push({ labels: { ...labels, outcome }, value });
+        }
+        tokens.push({ labels: { ...labels, kind: 'prompt' }, value: x.promptTokens }, { labels: { ...labels, kind: 'completion' }, value: x.completionTokens });
+        duration.push({ labels, value: x.durationSum, suffix: '_sum' }, { labels, value: x.durationCount, suffix: '_count' });
+      }
     }
     for (const id of this.steps.keys()) {
       const deployment = this.names.get(id) ?? id;
@@ -347,10 +414,6 @@ export class Meter {
   forget(deploymentId: string): void {
     this.steps.delete(deploymentId);
   }
-}
-
-function add(map: Map<string, number>, key: string, value: number): void {
-  map.set(key, (map.get(key) ?? 0) + value);
 }
 
 /** Which objective a window breaks, if any (error rate first). */
