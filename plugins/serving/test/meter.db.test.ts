@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestCore, type TestCore } from '@aiplat/testing';
-import type { Knex } from '@aiplat/plugin-sdk';
+import type { Knex, MetricSample } from '@aiplat/plugin-sdk';
 import { Meter, type Caller, type Sample } from '../src/meter.js';
 import { T } from '../src/store.js';
 
@@ -108,8 +108,8 @@ describe('the gateway meter', () => {
     meter.names.set('dep-1', 'tiny-chat');
     meter.record(sample({ latencyMs: 500 }));
     const p = meter.prometheus();
-    const find = (list: { labels: Record<string, string>; value: number; suffix?: string }[], labels: Record<string, string>, suffix?: string) =>
-      list.find((s) => s.suffix === suffix && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)?.value;
+    const find = (list: MetricSample[], labels: Record<string, string>, suffix?: string) =>
+      list.find((s) => s.suffix === suffix && Object.entries(labels).every(([k, v]) => s.labels?.[k] === v) && Object.keys(s.labels ?? {}).length === Object.keys(labels).length)?.value;
     expect(find(p.requests, { deployment: 'dep-1', revision: '1', outcome: 'ok' })).toBe(1);
     expect(find(p.requests, { deployment: 'dep-1', revision: '1', outcome: '4xx' })).toBe(1);
     expect(find(p.requests, { deployment: 'dep-1', revision: '1', outcome: 'error' })).toBe(1);
