@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 
 const probe = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/tick-shape-probe.ts');
 
-/** The states of the ICs that build `process.nextTick`'s queue entries, after a dozen full collections. */
+/** The states of the ICs that build `process.nextTick`'s queue entries, after 20 forced full collections. */
 function entryIcStates(mode: 'keep' | 'plain'): string[] {
   // V8 prints through C's stdio, which a pipe may not get in full before the process exits: a file does.
   const dir = mkdtempSync(path.join(tmpdir(), 'tick-shape-'));
