@@ -2,9 +2,9 @@
  * Keeps one of `process.nextTick`'s queue entries alive for the life of the process, so that its
  * hidden class is never collected (docs/adr/0014).
  *
- * Node 20 builds each nextTick entry as an object literal with two computed symbol keys. V8 finds the
- * hidden class of each step (`{}` → async id → trigger id → callback → args) through the transition
- * tree, which holds those classes weakly. When a full garbage collection finds no entry alive, the
+ * Node (20, and 24 alike) builds each nextTick entry as an object literal with two computed symbol
+ * keys. V8 finds the hidden class of each step (`{}` → async id → trigger id → callback → args)
+ * through the transition tree, which holds those classes weakly. When a full garbage collection finds no entry alive, the
  * classes go, and the next call makes new ones. Each time that happens, the store ICs in
  * `nextTick` see one more class; after a few they are megamorphic for good, and every entry is then
  * built through the runtime. A process that collects often while it starts (the core does, about a
