@@ -30,9 +30,9 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { SignJWT } from 'jose';
 import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
+import { TokenService } from '../core/src/auth/tokens.js';
 import {
   ADMIN_PASSWORD,
   REPO_ROOT,
@@ -67,6 +67,11 @@ const SUITES: Record<Suite, { targets: [Target, Target]; reference?: Target; rou
   read: { targets: ['bare', 'full'], reference: 'floor', route: '/api/plugins/hello/greeting?name=Ada', method: 'GET', goal: 0.8, label: 'full stack / bare Koa' },
   audit: { targets: ['audit-off', 'audit-on'], route: '/api/plugins/hello/greetings', method: 'POST', body: '{"name":"Ada"}', goal: 0.7, label: 'audit on / audit off' },
 };
+/** A suite's targets in the order they run: baseline, reference (if any), measured. */
+function suiteTargets(suite: Suite): Target[] {
+  const { targets, reference } = SUITES[suite];
+  return [targets[0], ...(reference ? [reference] : []), targets[1]];
+}
 const SUITE_OF: Record<Target, Suite> = { bare: 'read', floor: 'read', full: 'read', 'audit-on': 'audit', 'audit-off': 'audit' };
 const READ_BODY = '{"greeting":"HELLO, ADA"}';
 const GREETINGS_BODY = /^\{"greeting":"HELLO, ADA","count":\d+\}$/;
@@ -137,7 +142,7 @@ function parseOptions() {
     rounds: Math.max(1, Math.round(numberOption(values, 'rounds', 'BENCH_ROUNDS', 2))),
     logLevel,
     suites,
-    targets: (only ? [only] : suites.flatMap((s) => [SUITES[s].targets[0], ...(SUITES[s].reference ? [SUITES[s].reference] : []), SUITES[s].targets[1]])) as Target[],
+    targets: only ? [only] : suites.flatMap(suiteTargets),
     profile: values.profile,
   };
   if (options.duration < 1) throw new Error('--duration must be at least 1 second');
@@ -259,7 +264,7 @@ const TARGET_LABEL: Record<Target, string> = { bare: 'bare Koa', floor: 'hand-wr
 /** The table of one suite's medians and, with both targets, its ratio against the goal. */
 function report(suite: Suite, runs: RunSummary[], options: Options) {
   const spec = SUITES[suite];
-  const present = [spec.targets[0], ...(spec.reference ? [spec.reference] : []), spec.targets[1]].filter((t) => options.targets.includes(t));
+  const present = suiteTargets(suite).filter((t) => options.targets.includes(t));
   const stats = new Map<Target, Medians>(present.map((t) => [t, medians(runs.filter((r) => r.target === t))]));
   const [baseTarget, testTarget] = spec.targets;
   const base = stats.get(baseTarget);
@@ -374,16 +379,8 @@ async function startFloor(options: Options, profileDir: string): Promise<Server>
   const proc = spawnNode('bench/floor-koa.ts', cleanEnv({ PORT: String(port), BENCH_JWT_KEY: key.toString('base64url') }), {
     nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
   });
-  // The claims the core signs: subject, name, roles, issuer, audience, issued at, expiry, id.
-  const token = await new SignJWT({ name: 'admin', roles: ['Admin'] })
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setSubject(randomUUID())
-    .setIssuer('aiplat')
-    .setAudience('aiplat-api')
-    .setIssuedAt()
-    .setJti(randomBytes(9).toString('base64url'))
-    .setExpirationTime('1d')
-    .sign(key);
+  // Signed as the core signs its access tokens.
+  const token = await new TokenService(key, 86_400).signAccess({ id: randomUUID(), username: 'admin', roles: ['Admin'] });
   const base = `http://127.0.0.1:${port}`;
   const server = { proc, base, url: `${base}${SUITES.read.route}`, headers: { authorization: `Bearer ${token}` } };
   await waitFor200(`${base}/health`, proc);

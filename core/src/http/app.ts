@@ -1,21 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import Koa, { type Middleware } from 'koa';
 import Router from '@koa/router';
 import compose from 'koa-compose';
-import { AiplatError, coreHooks, type Logger, type RouteDefinition } from '@aiplat/plugin-sdk';
+import { AiplatError, type Logger, type RouteDefinition } from '@aiplat/plugin-sdk';
 import { compileRoute, type RequestState, type RouteOwner, type RouteRuntime } from './route-contract.js';
 import { toHttpError } from './errors.js';
-import type { HttpMetrics } from './metrics.js';
-import type { AccessLog } from './access-log.js';
-import type { KernelHooks } from '../kernel/hooks.js';
+import { finishRequest, requestIdOf, type RequestSinks } from './request-end.js';
 import type { Redactor } from '../secrets/redactor.js';
 
-export interface AppOptions {
+export interface AppOptions extends RequestSinks {
   logger: Logger;
-  accessLog: AccessLog;
-  metrics: HttpMetrics;
   metricsToken?: string;
-  hooks: KernelHooks;
   basePath: string;
   coreRoutes: RouteDefinition[];
   coreOwner: RouteOwner;
@@ -27,11 +21,9 @@ export interface AppOptions {
   redactor?: Redactor;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
 export function buildApp(options: AppOptions): Koa<RequestState> {
   const app = new Koa<RequestState>({ proxy: true });
-  const { logger, metrics, hooks, accessLog } = options;
+  const { logger, metrics } = options;
 
   const coreRouter = new Router<RequestState>({ prefix: '/api/v1' });
   for (const route of options.coreRoutes) {
@@ -49,8 +41,7 @@ export function buildApp(options: AppOptions): Koa<RequestState> {
 
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
-    const incoming = ctx.get('x-request-id');
-    const requestId = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const requestId = requestIdOf(ctx.get('x-request-id'));
     ctx.state.requestId = requestId;
     ctx.state.errorStyle = 'aiplat';
     ctx.set('x-request-id', requestId);
@@ -65,20 +56,16 @@ export function buildApp(options: AppOptions): Koa<RequestState> {
       // A body the handler did not read must not be left hanging on a keep-alive connection.
       if (!ctx.req.complete) ctx.set('connection', 'close');
     }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const route = (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? (ctx.path === '/metrics' ? '/metrics' : 'unmatched');
-    metrics.observe(ctx.method, route, ctx.status, seconds);
-    accessLog.write({ requestId, method: ctx.method, url: ctx.url, status: ctx.status, ms: Math.round(seconds * 1e5) / 100, user: ctx.state.user?.username });
-    if (hooks.isUsed(coreHooks.requestFinished)) {
-      hooks.callSync(coreHooks.requestFinished, {
-        method: ctx.method,
-        route,
-        status: ctx.status,
-        durationMs: seconds * 1000,
-        plugin: ctx.state.plugin,
-        requestId,
-      });
-    }
+    finishRequest(options, {
+      requestId,
+      method: ctx.method,
+      route: (ctx as unknown as { _matchedRoute?: string })._matchedRoute ?? (ctx.path === '/metrics' ? '/metrics' : 'unmatched'),
+      url: ctx.url,
+      status: ctx.status,
+      started,
+      user: ctx.state.user?.username,
+      plugin: ctx.state.plugin,
+    });
   });
 
   // Prometheus scrapes are public unless a scrape token is configured.

@@ -8,15 +8,12 @@
  * audited), errors in the route's style with secrets redacted, the access log line, the HTTP
  * metrics and the `core.requestFinished` hook. Every other request goes to Koa.
  */
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type Koa from 'koa';
-import { coreHooks, type Logger } from '@aiplat/plugin-sdk';
+import type { Logger } from '@aiplat/plugin-sdk';
 import { toHttpError } from './errors.js';
-import type { HttpMetrics } from './metrics.js';
-import type { AccessLog } from './access-log.js';
+import { finishRequest, requestIdOf, type RequestSinks } from './request-end.js';
 import type { Carrier, RequestState } from './route-contract.js';
-import type { KernelHooks } from '../kernel/hooks.js';
 import type { Redactor } from '../secrets/redactor.js';
 
 /** A data-plane route as the listener finds it: its template (metrics, logs), its plugin, its handling. */
@@ -29,18 +26,13 @@ export interface DirectRoute {
 /** The direct route for a method and path (below the base path), if any: the kernel answers. */
 export type DirectLookup = (method: string, path: string) => DirectRoute | undefined;
 
-export interface ListenerOptions {
+export interface ListenerOptions extends RequestSinks {
   app: Koa<RequestState>;
   lookup: DirectLookup;
   logger: Logger;
-  accessLog: AccessLog;
-  metrics: HttpMetrics;
-  hooks: KernelHooks;
   basePath: string;
   redactor?: Redactor;
 }
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Koa's `ip` with `proxy: true`: the first X-Forwarded-For address, else the socket's. */
 function clientIp(req: IncomingMessage): string {
@@ -92,8 +84,7 @@ export function requestListener(options: ListenerOptions): RequestListener {
 
 async function serve(options: ListenerOptions, route: DirectRoute, req: IncomingMessage, res: ServerResponse, path: string, search: string): Promise<void> {
   const started = process.hrtime.bigint();
-  const incoming = req.headers['x-request-id'];
-  const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  const requestId = requestIdOf(req.headers['x-request-id']);
   res.setHeader('x-request-id', requestId);
   const carrier = new DirectCarrier(req, res, req.method!, path, requestId, route.plugin);
   try {
@@ -114,11 +105,5 @@ async function serve(options: ListenerOptions, route: DirectRoute, req: Incoming
       res.end(text);
     }
   }
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const status = res.statusCode;
-  options.metrics.observe(carrier.method, route.template, status, seconds);
-  options.accessLog.write({ requestId, method: carrier.method, url: req.url ?? path, status, ms: Math.round(seconds * 1e5) / 100, user: carrier.state.user?.username });
-  if (options.hooks.isUsed(coreHooks.requestFinished)) {
-    options.hooks.callSync(coreHooks.requestFinished, { method: carrier.method, route: route.template, status, durationMs: seconds * 1000, plugin: route.plugin, requestId });
-  }
+  finishRequest(options, { requestId, method: carrier.method, route: route.template, url: req.url ?? path, status: res.statusCode, started, user: carrier.state.user?.username, plugin: route.plugin });
 }

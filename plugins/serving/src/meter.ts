@@ -138,10 +138,13 @@ interface Series {
  */
 interface Slot {
   name: string;
+  /** The usage row's team, key and user (a key's calls: user ''; a user's calls: key ''). */
   team: string;
+  keyId: string;
+  userId: string;
   series: Series;
   who: string;
-  /** The usage key without its minute: `deployment|revision|team|key|user`. */
+  /** The usage key without its minute: `deployment|revision|team|key|user` (as `flush` rebuilds it). */
   usageKeyTail: string;
   usage: UsageCell | undefined;
   usageMinute: string;
@@ -204,7 +207,7 @@ export class Meter {
       const key = `${minute}|${slot.usageKeyTail}`;
       u = this.usage.get(key);
       if (!u) {
-        u = { minute, deployment_id: s.deploymentId, revision: s.revision, team_id: slot.team, key_id: s.caller.keyId ?? '', user_id: s.caller.keyId ? '' : (s.caller.userId ?? ''), requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
+        u = { minute, deployment_id: s.deploymentId, revision: s.revision, team_id: slot.team, key_id: slot.keyId, user_id: slot.userId, requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
         this.usage.set(key, u);
       }
       slot.usage = u;
@@ -252,6 +255,8 @@ export class Meter {
       slot = {
         name,
         team,
+        keyId,
+        userId,
         series,
         who: s.caller.keyId ? `k:${s.caller.keyId}` : `u:${s.caller.userId ?? ''}`,
         usageKeyTail: `${s.deploymentId}|${s.revision}|${team}|${keyId}|${userId}`,
