@@ -86,6 +86,29 @@ function ensureUiBuilt() {
   if (result.status !== 0) throw new Error('building the web UI failed (node scripts/build-ui.mjs --if-stale)');
 }
 
+/**
+ * What failed in a vitest JSON report, a line each with the first lines of its error: the summary at
+ * the end of the run repeats them, so a log that keeps only its tail (CI's) still names them.
+ */
+function failuresOf(json) {
+  const rel = (file) => path.relative(root, file);
+  const firstLines = (messages) =>
+    (messages ?? [])
+      .join('\n')
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .slice(0, 6)
+      .map((line) => `      ${line.trim().slice(0, 300)}`)
+      .join('\n');
+  const out = [];
+  for (const file of json.testResults ?? []) {
+    const failedTests = (file.assertionResults ?? []).filter((a) => a.status === 'failed');
+    for (const test of failedTests) out.push(`${rel(file.name)} › ${test.fullName ?? test.title}\n${firstLines(test.failureMessages)}`);
+    if (file.status === 'failed' && failedTests.length === 0) out.push(`${rel(file.name)} (the file itself)\n${firstLines([file.message])}`);
+  }
+  return out;
+}
+
 function vitestPass(label, env, filters) {
   const report = path.join(mkdtempSync(path.join(os.tmpdir(), 'aiplat-vitest-')), 'report.json');
   console.log(`\n[test] ${label}`);
@@ -95,9 +118,11 @@ function vitestPass(label, env, filters) {
     // other down many times over when there are more of them than cores.
     env: { OMP_NUM_THREADS: '1', ...process.env, ...env },
   });
-  if (!existsSync(report)) return { ok: false, passed: 0, failed: 1, skipped: 0 };
+  if (!existsSync(report)) return { label, failures: [`vitest wrote no report (exit ${result.status})`], ok: false, passed: 0, failed: 1, skipped: 0 };
   const json = JSON.parse(readFileSync(report, 'utf8'));
   return {
+    label,
+    failures: failuresOf(json),
     ok: result.status === 0,
     passed: json.numPassedTests,
     // A failed test also fails its file (and describe blocks): a file counts on its own only when
@@ -140,5 +165,9 @@ const total = passes.reduce((a, p) => ({ passed: a.passed + p.passed, failed: a.
   skipped: 0,
 });
 const ok = passes.every((p) => p.ok) && total.failed === 0 && total.passed > 0;
+for (const pass of passes.filter((p) => p.failures.length > 0)) {
+  console.log(`\n[test] failed in ${pass.label}:`);
+  for (const failure of pass.failures) console.log(`  ✗ ${failure}`);
+}
 console.log(`\n${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ''}`);
 process.exit(ok ? 0 : 1);
