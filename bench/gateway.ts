@@ -30,10 +30,12 @@
  *
  *   npm run bench:gateway -- [--rounds 5] [--requests 2000] [--stream-requests 500]
  *                            [--connections 32] [--duration 10] [--throughput-rounds 2]
- *                            [--log-level info] [--no-nginx] [--profile]
+ *                            [--log-level info] [--no-nginx] [--profile] [--hold]
  *
  * Exits 0 when every answer was a 200 with the expected body, whether or not the goals are met; 1
- * on any error. `--profile` starts the core with `--cpu-prof` (bench/results/profiles/).
+ * on any error. `--profile` starts the core with `--cpu-prof` (bench/results/profiles/). `--hold` sets
+ * everything up, prints the targets (port, path, headers, pid) as JSON and keeps them up without
+ * measuring until Ctrl-C, for probing by hand (perf, strace, another load generator).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -74,12 +76,13 @@ const { values } = parseArgs({
     'log-level': { type: 'string' },
     'no-nginx': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    hold: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
   process.stdout.write(
-    'usage: npm run bench:gateway -- [--rounds 5] [--requests 2000] [--stream-requests 500] [--connections 32] [--duration 10] [--throughput-rounds 2] [--log-level info] [--no-nginx] [--profile]\n',
+    'usage: npm run bench:gateway -- [--rounds 5] [--requests 2000] [--stream-requests 500] [--connections 32] [--duration 10] [--throughput-rounds 2] [--log-level info] [--no-nginx] [--profile] [--hold]\n',
   );
   process.exit(0);
 }
@@ -488,6 +491,38 @@ process.stdout.write(
     '\n',
 );
 
+/** The replica is the platform's to stop: deletes the deployment, then stops the core, the replica should it outlive both, the bare proxy and nginx. */
+async function stopAll(): Promise<Awaited<ReturnType<typeof stopGracefully>>> {
+  await api('DELETE', `/api/plugins/serving/deployments/${created.id}`);
+  const stopped = await stopGracefully(core);
+  if (upstreamPid !== undefined && readOr(`/proc/${upstreamPid}/cmdline`).includes('openai-responder.mjs')) {
+    try {
+      process.kill(upstreamPid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  nodeProxy.kill('SIGTERM');
+  if (nginx) {
+    nginx.child.kill('SIGQUIT');
+    await new Promise((r) => (nginx!.child.exitCode !== null ? r(undefined) : nginx!.child.once('exit', r)));
+  }
+  return stopped;
+}
+
+if (values.hold) {
+  process.stdout.write(`${JSON.stringify({ targets, body: PLAIN_BODY.toString('utf8') })}\nholding the targets up; Ctrl-C stops them\n`);
+  await new Promise((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await stopAll();
+  removeDir(dataDir);
+  removeDir(scratch);
+  removeDir(nginxDir);
+  process.exit(0);
+}
+
 /** The targets in this round's order: rotated every round, so none always goes first. */
 const rotated = (round: number) => targets.map((_, i) => targets[(i + round) % targets.length]!);
 
@@ -583,21 +618,7 @@ const lines = [
   `${verdict(g.addedStreamTtfbP50Ms! <= GOALS.addedTtfbMs)}: streaming time to first byte added p50 ${ms(g.addedStreamTtfbP50Ms)} ms (goal ≤ ${GOALS.addedTtfbMs} ms${n ? `; nginx adds ${ms(n.addedStreamTtfbP50Ms)} ms` : ''})`,
 ];
 
-// The replica is the platform's to stop: delete the deployment, then stop the core (and the replica, should it outlive both).
-await api('DELETE', `/api/plugins/serving/deployments/${created.id}`);
-const stop = await stopGracefully(core);
-if (upstreamPid !== undefined && readOr(`/proc/${upstreamPid}/cmdline`).includes('openai-responder.mjs')) {
-  try {
-    process.kill(upstreamPid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-}
-nodeProxy.kill('SIGTERM');
-if (nginx) {
-  nginx.child.kill('SIGQUIT');
-  await new Promise((r) => (nginx!.child.exitCode !== null ? r(undefined) : nginx!.child.once('exit', r)));
-}
+const stop = await stopAll();
 const file = writeResult('gateway', {
   machine: machine(),
   options: { rounds: ROUNDS, requests: REQUESTS, streamRequests: STREAM_REQUESTS, warmupRequests: WARMUP_REQUESTS, connections: CONNECTIONS, durationS: DURATION, throughputRounds: THROUGHPUT_ROUNDS, logLevel: LOG_LEVEL },
