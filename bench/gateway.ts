@@ -30,12 +30,15 @@
  *
  *   npm run bench:gateway -- [--rounds 5] [--requests 2000] [--stream-requests 500]
  *                            [--connections 32] [--duration 10] [--throughput-rounds 2]
- *                            [--log-level info] [--no-nginx] [--profile] [--hold]
+ *                            [--log-level info] [--no-nginx] [--profile] [--hold] [--workers 1]
  *
  * Exits 0 when every answer was a 200 with the expected body, whether or not the goals are met; 1
  * on any error. `--profile` starts the core with `--cpu-prof` (bench/results/profiles/). `--hold` sets
  * everything up, prints the targets (port, path, headers, pid) as JSON and keeps them up without
  * measuring until Ctrl-C, for probing by hand (perf, strace, another load generator).
+ * `--workers N` runs the two yardsticks in N processes each (nginx's `worker_processes`, the bare
+ * Node proxy through node:cluster), to see whether the machine has room for more than one: their
+ * CPU per request is then summed over those processes.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -77,12 +80,13 @@ const { values } = parseArgs({
     'no-nginx': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     hold: { type: 'boolean', default: false },
+    workers: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help) {
   process.stdout.write(
-    'usage: npm run bench:gateway -- [--rounds 5] [--requests 2000] [--stream-requests 500] [--connections 32] [--duration 10] [--throughput-rounds 2] [--log-level info] [--no-nginx] [--profile] [--hold]\n',
+    'usage: npm run bench:gateway -- [--rounds 5] [--requests 2000] [--stream-requests 500] [--connections 32] [--duration 10] [--throughput-rounds 2] [--log-level info] [--no-nginx] [--profile] [--hold] [--workers 1]\n',
   );
   process.exit(0);
 }
@@ -96,6 +100,8 @@ const THROUGHPUT_ROUNDS = Math.max(1, Math.round(numberOption(values, 'throughpu
 const WARMUP_REQUESTS = 100;
 /** Seconds of load before each measured throughput run. */
 const WARMUP_SECONDS = 1;
+/** Processes of each yardstick: nginx's workers, the bare Node proxy's (node:cluster). */
+const WORKERS = Math.max(1, Math.round(numberOption(values, 'workers', 'BENCH_WORKERS', 1)));
 const LOG_LEVEL = values['log-level'] ?? process.env.BENCH_LOG_LEVEL ?? 'info';
 const GOALS = { addedP50Ms: 1, addedP99Ms: 5, throughputVsNginx: 0.5, addedTtfbMs: 2 };
 const ANCHORS = { tensorzeroP50Ms: 0.35, litellmP50Ms: 4 };
@@ -107,8 +113,8 @@ interface Target {
   port: number;
   path: string;
   headers: Record<string, string>;
-  /** The process whose CPU time is counted per request at saturation (the gateway's core, nginx's worker, the replica). */
-  pid?: number;
+  /** The processes whose CPU time is counted per request at saturation (the gateway's core, nginx's workers, the replica). */
+  pids: () => number[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -133,11 +139,11 @@ function provisionNginx(): string | undefined {
 }
 
 /** nginx as a plain reverse proxy to 127.0.0.1:upstreamPort on listenPort, configured and logging in `dir`. */
-async function startNginx(binary: string, dir: string, listenPort: number, upstreamPort: number, accessLog: boolean): Promise<{ child: ChildProcess; port: number; workerPid: number | undefined; version: string }> {
+async function startNginx(binary: string, dir: string, listenPort: number, upstreamPort: number, accessLog: boolean, workers: number): Promise<{ child: ChildProcess; port: number; version: string }> {
   // The workers drop root for `nobody`: they must be able to enter the folder.
   chmodSync(dir, 0o755);
   const conf = `daemon off;
-worker_processes 1;
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
@@ -184,7 +190,7 @@ http {
     if (performance.now() > deadline) throw new Error(`nginx did not answer in 10 s: ${stderr}${readOr(path.join(dir, 'error.log'))}`);
     await sleep(50);
   }
-  return { child, port: listenPort, workerPid: childrenOf(child.pid!)[0], version };
+  return { child, port: listenPort, version };
 }
 
 function readOr(file: string): string {
@@ -208,6 +214,18 @@ function childrenOf(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** CPU seconds the processes have used so far, or undefined when there are none or one cannot be read. */
+function cpuOf(pids: number[]): number | undefined {
+  if (pids.length === 0) return undefined;
+  let sum = 0;
+  for (const pid of pids) {
+    const seconds = processCpuSeconds(pid);
+    if (seconds === undefined) return undefined;
+    sum += seconds;
+  }
+  return sum;
 }
 
 /** The process listening on the replica: a descendant of the core whose command line runs the responder. */
@@ -366,10 +384,11 @@ async function throughputRun(target: Target, round: number, upstreamPid: number 
   const warm = await load(target, WARMUP_SECONDS);
   const warmBad = problems(warm);
   if (warmBad) throw new Error(`${target.name} warm-up: ${warmBad}`);
-  const cpuBefore = target.pid !== undefined ? processCpuSeconds(target.pid) : undefined;
+  const pids = target.pids();
+  const cpuBefore = cpuOf(pids);
   const upBefore = upstreamPid !== undefined ? processCpuSeconds(upstreamPid) : undefined;
   const result = await load(target, DURATION);
-  const cpuAfter = target.pid !== undefined ? processCpuSeconds(target.pid) : undefined;
+  const cpuAfter = cpuOf(pids);
   const upAfter = upstreamPid !== undefined ? processCpuSeconds(upstreamPid) : undefined;
   const bad = problems(result);
   if (bad) throw new Error(`${target.name} round ${round}: ${bad}`);
@@ -464,30 +483,33 @@ const upstreamPid = responderPid(core.pid);
 // The gateway as OpenAI clients call it: with a team API key (no rate limit on it; metered).
 const key = await api<{ secret: string }>('POST', '/api/plugins/serving/keys', { name: 'bench-gateway' });
 const targets: Target[] = [
-  { name: 'direct', port: replicaPort, path: '/v1/chat/completions', headers: {}, pid: upstreamPid },
-  { name: 'gateway', port: corePort, path: '/v1/chat/completions', headers: { authorization: `Bearer ${key.secret}` }, pid: core.pid },
+  { name: 'direct', port: replicaPort, path: '/v1/chat/completions', headers: {}, pids: () => (upstreamPid === undefined ? [] : [upstreamPid]) },
+  { name: 'gateway', port: corePort, path: '/v1/chat/completions', headers: { authorization: `Bearer ${key.secret}` }, pids: () => [core.pid!] },
 ];
 // The floor for a gateway on Node's http module: a bare reverse proxy with nothing in it.
 const nodeProxyPort = await freePort();
-const nodeProxy = spawn(process.execPath, [path.join(REPO_ROOT, 'bench', 'fixtures', 'node-proxy.mjs')], { env: { ...process.env, PORT: String(nodeProxyPort), UPSTREAM_PORT: String(replicaPort) }, stdio: ['ignore', 'pipe', 'inherit'] });
+const nodeProxy = spawn(process.execPath, [path.join(REPO_ROOT, 'bench', 'fixtures', 'node-proxy.mjs')], { env: { ...process.env, PORT: String(nodeProxyPort), UPSTREAM_PORT: String(replicaPort), WORKERS: String(WORKERS) }, stdio: ['ignore', 'pipe', 'inherit'] });
 process.once('exit', () => nodeProxy.kill('SIGKILL'));
 await new Promise<void>((resolve, reject) => {
   nodeProxy.stdout!.once('data', () => resolve());
   nodeProxy.once('exit', (code) => reject(new Error(`node-proxy exited (${code})`)));
 });
 nodeProxy.stdout!.resume();
-targets.push({ name: 'node-proxy', port: nodeProxyPort, path: '/v1/chat/completions', headers: {}, pid: nodeProxy.pid });
+// With several workers, the primary only hands connections out: its CPU counts too.
+targets.push({ name: 'node-proxy', port: nodeProxyPort, path: '/v1/chat/completions', headers: {}, pids: () => [nodeProxy.pid!, ...(WORKERS > 1 ? childrenOf(nodeProxy.pid!) : [])] });
 let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
 const nginxDir = makeTempDataDir('gateway-nginx');
 if (nginxBinary) {
   // Like the core, nginx writes an access line per request (Debian's default) while the core logs requests (info and below).
-  nginx = await startNginx(nginxBinary, nginxDir, await freePort(), replicaPort, ['trace', 'debug', 'info'].includes(LOG_LEVEL));
-  targets.push({ name: 'nginx', port: nginx.port, path: '/v1/chat/completions', headers: {}, pid: nginx.workerPid });
+  nginx = await startNginx(nginxBinary, nginxDir, await freePort(), replicaPort, ['trace', 'debug', 'info'].includes(LOG_LEVEL), WORKERS);
+  const master = nginx.child.pid!;
+  targets.push({ name: 'nginx', port: nginx.port, path: '/v1/chat/completions', headers: {}, pids: () => childrenOf(master) });
 }
 process.stdout.write(
   `deployment ${MODEL} ready in ${fmt(deployReadyMs / 1000, 2)} s; replica on :${replicaPort}${upstreamPid ? ` (pid ${upstreamPid})` : ''}; gateway :${corePort} (log level ${LOG_LEVEL})` +
     `; bare Node proxy :${nodeProxyPort}` +
     (nginx ? `; ${nginx.version} on :${nginx.port}` : '; nginx skipped') +
+    (WORKERS > 1 ? `; ${WORKERS} processes for the bare proxy and nginx each (the gateway: one core process)` : '') +
     '\n',
 );
 
@@ -596,7 +618,7 @@ process.stdout.write(
       row(`req/s at saturation (${CONNECTIONS} conns, ${DURATION} s)`, 'rps', 0),
       row('saturation latency p50 (ms, 1 ms res.)', 'saturationLatencyP50Ms', 0),
       row('saturation latency p99 (ms, 1 ms res.)', 'saturationLatencyP99Ms', 0),
-      row('proxy CPU/req (µs: core / Node proxy / nginx worker)', 'cpuUsPerRequest', 1, true),
+      row(`proxy CPU/req (µs: core / Node proxy / nginx${WORKERS > 1 ? `, ${WORKERS} processes each` : ' worker'})`, 'cpuUsPerRequest', 1, true),
       row('upstream CPU/req (µs)', 'upstreamCpuUsPerRequest', 1),
     ]) +
     '\n\n',
@@ -613,15 +635,15 @@ const lines = [
   `${verdict(g.addedP99Ms! <= GOALS.addedP99Ms)}: gateway added latency p99 ${ms(g.addedP99Ms)} ms (goal ≤ ${GOALS.addedP99Ms} ms${n ? `; nginx adds ${ms(n.addedP99Ms)} ms` : ''})`,
   ratio === undefined
     ? `SKIP: throughput at saturation vs nginx (nginx not available); gateway ${ms(g.rps, 0)} req/s, direct ${ms(d.rps, 0)} req/s`
-    : `${verdict(ratio >= GOALS.throughputVsNginx)}: throughput at saturation gateway/nginx ${fmt(ratio, 3)} (${ms(g.rps, 0)} vs ${ms(n!.rps, 0)} req/s; goal ≥ ${GOALS.throughputVsNginx}; direct ${ms(d.rps, 0)} req/s)`,
-  `INFO: a bare Node reverse proxy (nothing in it) does ${ms(bare.rps, 0)} req/s${n ? ` = ${fmt(bare.rps! / n.rps!, 3)} × nginx` : ''}; the gateway does ${fmt(g.rps! / bare.rps!, 3)} × that (CPU per request: gateway ${ms(g.cpuUsPerRequest, 1)} µs, bare Node proxy ${ms(bare.cpuUsPerRequest, 1)} µs)`,
+    : `${verdict(ratio >= GOALS.throughputVsNginx)}: throughput at saturation gateway/nginx ${fmt(ratio, 3)} (${ms(g.rps, 0)} vs ${ms(n!.rps, 0)} req/s${WORKERS > 1 ? `, nginx with ${WORKERS} workers` : ''}; goal ≥ ${GOALS.throughputVsNginx}; direct ${ms(d.rps, 0)} req/s)`,
+  `INFO: a bare Node reverse proxy (nothing in it${WORKERS > 1 ? `, ${WORKERS} processes` : ''}) does ${ms(bare.rps, 0)} req/s${n ? ` = ${fmt(bare.rps! / n.rps!, 3)} × nginx` : ''}; the gateway does ${fmt(g.rps! / bare.rps!, 3)} × that (CPU per request: gateway ${ms(g.cpuUsPerRequest, 1)} µs, bare Node proxy ${ms(bare.cpuUsPerRequest, 1)} µs)`,
   `${verdict(g.addedStreamTtfbP50Ms! <= GOALS.addedTtfbMs)}: streaming time to first byte added p50 ${ms(g.addedStreamTtfbP50Ms)} ms (goal ≤ ${GOALS.addedTtfbMs} ms${n ? `; nginx adds ${ms(n.addedStreamTtfbP50Ms)} ms` : ''})`,
 ];
 
 const stop = await stopAll();
 const file = writeResult('gateway', {
   machine: machine(),
-  options: { rounds: ROUNDS, requests: REQUESTS, streamRequests: STREAM_REQUESTS, warmupRequests: WARMUP_REQUESTS, connections: CONNECTIONS, durationS: DURATION, throughputRounds: THROUGHPUT_ROUNDS, logLevel: LOG_LEVEL },
+  options: { rounds: ROUNDS, requests: REQUESTS, streamRequests: STREAM_REQUESTS, warmupRequests: WARMUP_REQUESTS, connections: CONNECTIONS, durationS: DURATION, throughputRounds: THROUGHPUT_ROUNDS, logLevel: LOG_LEVEL, yardstickWorkers: WORKERS },
   nginx: nginx?.version ?? null,
   deployReadyMs,
   summary,
