@@ -533,7 +533,7 @@ async function stopAll(): Promise<Awaited<ReturnType<typeof stopGracefully>>> {
 }
 
 if (values.hold) {
-  process.stdout.write(`${JSON.stringify({ targets, body: PLAIN_BODY.toString('utf8') })}\nholding the targets up; Ctrl-C stops them\n`);
+  process.stdout.write(`${JSON.stringify({ targets: targets.map((t) => ({ ...t, pids: t.pids() })), body: PLAIN_BODY.toString('utf8') })}\nholding the targets up; Ctrl-C stops them\n`);
   await new Promise((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
