@@ -34,7 +34,7 @@
  *
  * Exits 0 when every answer was a 200 with the expected body, whether or not the goals are met; 1
  * on any error. `--profile` starts the core with `--cpu-prof` (bench/results/profiles/). `--hold` sets
- * everything up, prints the targets (port, path, headers, pid) as JSON and keeps them up without
+ * everything up, prints the targets (port, path, headers, process ids) as JSON and keeps them up without
  * measuring until Ctrl-C, for probing by hand (perf, strace, another load generator).
  * `--workers N` runs the two yardsticks in N processes each (nginx's `worker_processes`, the bare
  * Node proxy through node:cluster), to see whether the machine has room for more than one: their
