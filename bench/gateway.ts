@@ -62,6 +62,7 @@ import {
   processCpuSeconds,
   removeDir,
   spawnNode,
+  onInterrupt,
   stopGracefully,
   table,
   waitFor200,
@@ -513,8 +514,13 @@ process.stdout.write(
     '\n',
 );
 
-/** The replica is the platform's to stop: deletes the deployment, then stops the core, the replica should it outlive both, the bare proxy and nginx. */
-async function stopAll(): Promise<Awaited<ReturnType<typeof stopGracefully>>> {
+let stopping: Promise<Awaited<ReturnType<typeof stopGracefully>>> | undefined;
+/** The replica is the platform's to stop: deletes the deployment, then stops the core, the replica should it outlive both, the bare proxy and nginx (once). */
+function stopAll(): Promise<Awaited<ReturnType<typeof stopGracefully>>> {
+  stopping ??= stopEverything();
+  return stopping;
+}
+async function stopEverything(): Promise<Awaited<ReturnType<typeof stopGracefully>>> {
   await api('DELETE', `/api/plugins/serving/deployments/${created.id}`);
   const stopped = await stopGracefully(core);
   if (upstreamPid !== undefined && readOr(`/proc/${upstreamPid}/cmdline`).includes('openai-responder.mjs')) {
@@ -532,17 +538,14 @@ async function stopAll(): Promise<Awaited<ReturnType<typeof stopGracefully>>> {
   return stopped;
 }
 
+// Ctrl-C (or SIGTERM) from here on stops everything gracefully, so that no replica is left behind.
+onInterrupt(stopAll);
+
 if (values.hold) {
   process.stdout.write(`${JSON.stringify({ targets: targets.map((t) => ({ ...t, pids: t.pids() })), body: PLAIN_BODY.toString('utf8') })}\nholding the targets up; Ctrl-C stops them\n`);
-  await new Promise((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
+  await new Promise(() => {
+    // until Ctrl-C: the interrupt hook stops everything, and the process exits
   });
-  await stopAll();
-  removeDir(dataDir);
-  removeDir(scratch);
-  removeDir(nginxDir);
-  process.exit(0);
 }
 
 /** The targets in this round's order: rotated every round, so none always goes first. */

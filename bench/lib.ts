@@ -130,10 +130,28 @@ function killAll(): void {
   }
 }
 process.once('exit', killAll);
+
+const interruptHooks: Array<() => Promise<unknown>> = [];
+/**
+ * Work to do before a benchmark exits on Ctrl-C or SIGTERM, such as stopping what it started
+ * gracefully (a core with replicas: killed at once, its replicas would outlive it). Hooks run in
+ * the order added, 60 s at most in all; the children are then killed and the process exits 130.
+ */
+export function onInterrupt(hook: () => Promise<unknown>): void {
+  interruptHooks.push(hook);
+}
+let interrupted = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    killAll();
-    process.exit(130);
+  // Ctrl-C reaches a benchmark twice (from the terminal and from npm): only the first one counts.
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    void (async () => {
+      const deadline = new Promise((resolve) => setTimeout(resolve, 60_000).unref());
+      for (const hook of interruptHooks) await Promise.race([hook().catch(() => undefined), deadline]);
+      killAll();
+      process.exit(130);
+    })();
   });
 }
 
