@@ -476,6 +476,7 @@ export async function startCore(config: CoreConfig, options: StartOptions = {}):
         await database!.close();
         redis?.disconnect();
         lock.release();
+        accessLog.flush();
         logger.info('stopped');
         logger.flush();
       })());
