@@ -387,10 +387,11 @@ async function throughputRun(target: Target, round: number, upstreamPid: number 
   if (warmBad) throw new Error(`${target.name} warm-up: ${warmBad}`);
   const pids = target.pids();
   const cpuBefore = cpuOf(pids);
-  const upBefore = upstreamPid !== undefined ? processCpuSeconds(upstreamPid) : undefined;
+  const upstreamPids = upstreamPid === undefined ? [] : [upstreamPid];
+  const upBefore = cpuOf(upstreamPids);
   const result = await load(target, DURATION);
   const cpuAfter = cpuOf(pids);
-  const upAfter = upstreamPid !== undefined ? processCpuSeconds(upstreamPid) : undefined;
+  const upAfter = cpuOf(upstreamPids);
   const bad = problems(result);
   if (bad) throw new Error(`${target.name} round ${round}: ${bad}`);
   const requests = result.requests.total;
@@ -496,8 +497,8 @@ await new Promise<void>((resolve, reject) => {
   nodeProxy.once('exit', (code) => reject(new Error(`node-proxy exited (${code})`)));
 });
 nodeProxy.stdout!.resume();
-// With several workers, the primary only hands connections out: its CPU counts too.
-targets.push({ name: 'node-proxy', port: nodeProxyPort, path: '/v1/chat/completions', headers: {}, pids: () => [nodeProxy.pid!, ...(WORKERS > 1 ? childrenOf(nodeProxy.pid!) : [])] });
+// The proxy and its workers, if any (with several, the primary only hands connections out; its CPU counts too).
+targets.push({ name: 'node-proxy', port: nodeProxyPort, path: '/v1/chat/completions', headers: {}, pids: () => [nodeProxy.pid!, ...childrenOf(nodeProxy.pid!)] });
 let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
 const nginxDir = makeTempDataDir('gateway-nginx');
 if (nginxBinary) {
